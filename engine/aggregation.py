@@ -1,0 +1,153 @@
+"""Sở Nội vụ's aggregation: each unit's status, score and classification, rolled up.
+
+Scores come from the submissions (checked against the form when they were recorded);
+bands and the "không đủ điều kiện xếp loại" label come from the form, never from code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import jinja2
+from sqlalchemy import select
+
+from engine import store as s
+
+GROUP_ORDER = ("department", "district", "commune")
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    code: str
+    name: str
+    group: str  # department | district | commune
+    district: str | None  # the district a commune belongs to
+    element: str
+    due_at: dt.datetime
+    submitted_at: dt.datetime | None
+    status: str  # on_time | late | missing | open
+    score: float | None
+    classification: str
+
+
+def _group_of(unit) -> str:
+    groups = set(unit.groups)
+    if "communes" in groups:
+        return "commune"
+    if "districts" in groups:
+        return "district"
+    return "department"
+
+
+def unit_results(conn, plan, instance_ids: list[int]) -> list[UnitResult]:
+    """One result per unit evaluated with a criteria form in these instances (latest task wins)."""
+    criteria_elements = {
+        e.id for p in [plan.definition.main, *plan.definition.subprocesses] for e in p.elements
+        if e.type == "userTask" and e.form and plan.forms[e.form].kind == "criteria"}
+    rows = conn.execute(
+        select(s.work_items.c.unit_code, s.work_items.c.element_id, s.work_items.c.status,
+               s.work_items.c.due_at, s.work_items.c.submitted_at, s.work_items.c.late,
+               s.submissions.c.total, s.instances.c.scope_unit, s.instances.c.process_id)
+        .join(s.instances, s.instances.c.id == s.work_items.c.instance_id)
+        .outerjoin(s.submissions, s.submissions.c.work_item_id == s.work_items.c.id)
+        .where(s.work_items.c.instance_id.in_(instance_ids),
+               s.work_items.c.element_id.in_(criteria_elements))
+        .order_by(s.work_items.c.id)).all()
+    latest = {}
+    for r in rows:
+        latest[r.unit_code] = r
+    out = []
+    for code, r in latest.items():
+        unit = plan.registry.get(code)
+        form = plan.forms[plan.definition.process(r.process_id).element(r.element_id).form]
+        status = {"open": "open", "missing": "missing"}.get(r.status) or ("late" if r.late else "on_time")
+        score = r.total if status in ("on_time", "late") else None
+        group = _group_of(unit)
+        out.append(UnitResult(
+            code=code, name=unit.name, group=group,
+            district=r.scope_unit if group == "commune" else None,
+            element=r.element_id, due_at=r.due_at, submitted_at=r.submitted_at, status=status,
+            score=score, classification=form.classify(score) if status != "open" else ""))
+    return out
+
+
+def _row(r: UnitResult) -> dict:
+    """A result as JSON-safe data (times as ISO 8601)."""
+    return {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in asdict(r).items()}
+
+
+def summarize(results: list[UnitResult], form) -> dict:
+    counts = {"expected": len(results), "on_time": 0, "late": 0, "missing": 0, "open": 0}
+    classes = {b.label: 0 for b in sorted(form.bands, key=lambda b: -b.min)}
+    classes[form.not_classifiable] = 0
+    for r in results:
+        counts[r.status] += 1
+        if r.classification:
+            classes[r.classification] = classes.get(r.classification, 0) + 1
+    scored = [r.score for r in results if r.score is not None]
+    return {"counts": counts, "classes": classes,
+            "average": round(sum(scored) / len(scored), 2) if scored else None}
+
+
+def build(conn, plan, instance_ids: list[int], round_: int, as_of: dt.datetime) -> dict:
+    """The aggregate report's data: units by tier, communes rolled up into their district."""
+    results = unit_results(conn, plan, instance_ids)
+    form = next(f for f in plan.forms.values() if f.kind == "criteria")
+    by_group = {g: [r for r in results if r.group == g] for g in GROUP_ORDER}
+    districts = []
+    for d in by_group["district"]:
+        communes = [r for r in by_group["commune"] if r.district == d.code]
+        districts.append({**_row(d), "communes": summarize(communes, form)})
+    known = {d.code for d in by_group["district"]}
+    orphans = sorted({r.district for r in by_group["commune"] if r.district not in known})
+    for code in orphans:  # a district whose own task never opened still rolls up its communes
+        communes = [r for r in by_group["commune"] if r.district == code]
+        districts.append({"code": code, "name": plan.registry.get(code).name, "status": "missing",
+                          "score": None, "classification": form.not_classifiable,
+                          "communes": summarize(communes, form)})
+    return {
+        "round": round_,
+        "as_of": as_of.isoformat(),
+        "form": form.id,
+        "total": summarize(results, form),
+        "departments": [_row(r) for r in by_group["department"]],
+        "districts": districts,
+        "communes": [_row(r) for r in by_group["commune"]],
+        "not_classified": [_row(r) for r in results if r.status == "missing"],
+    }
+
+
+_ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, autoescape=False)
+
+
+def _fmt_score(value) -> str:
+    return "—" if value is None else f"{value:g}".replace(".", ",")
+
+
+def _fmt_date(value, tz) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    local = value.astimezone(tz)
+    return local.strftime("%d/%m/%Y %H:%M")
+
+
+STATUS_VI = {"on_time": "Đúng hạn", "late": "Quá hạn", "missing": "Không báo cáo", "open": "Đang thực hiện"}
+
+
+def render_markdown(plan, data: dict, comment: str | None = None) -> str:
+    tz = plan.calendar.tz
+    env = _ENV.overlay()
+    env.filters["score"] = _fmt_score
+    env.filters["when"] = lambda v: _fmt_date(v, tz)
+    env.filters["status_vi"] = lambda v: STATUS_VI.get(v, v)
+    as_of = dt.datetime.fromisoformat(data["as_of"]).astimezone(tz)
+    return env.get_template("aggregate-report.md.j2").render(
+        plan=plan.definition, doc=plan.definition.document, data=data, comment=comment,
+        day=f"ngày {as_of.day:02d} tháng {as_of.month:02d} năm {as_of.year}",
+        registry=plan.registry)

@@ -1,0 +1,308 @@
+"""The validated model of a process definition, its unit registry and its forms.
+
+One model whatever the surface syntax: the YAML loader (``engine.loader``) fills it;
+the interpreter only ever sees these objects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ElementType = Literal[
+    "startEvent",
+    "endEvent",
+    "serviceTask",
+    "sendTask",
+    "userTask",
+    "callActivity",
+    "exclusiveGateway",
+    "parallelGateway",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TimerStart(_Model):
+    cron: str
+    timezone: str | None = None
+
+
+class Retry(_Model):
+    retries: int = Field(3, ge=0, le=20)
+    delay_s: list[float] = Field(default_factory=lambda: [2.0, 10.0, 60.0])
+
+
+class Condition(_Model):
+    when: str
+    next: str
+
+
+class Boundary(_Model):
+    """A timer boundary event on a user task or call activity.
+
+    ``after`` is an offset (``+5wd``, ``P7D``) from the task's due moment (``anchor: due``)
+    or from the moment the task started (``anchor: start``). An interrupting timer closes
+    what is still open and leaves by ``next`` (default: the task's own ``next``);
+    a non-interrupting one sends an extra token to ``next`` and the task goes on.
+    """
+
+    id: str
+    after: str
+    anchor: Literal["due", "start"] = "due"
+    at: dt.time | None = None
+    interrupting: bool = True
+    next: str | None = None
+    line: int = 0
+
+
+class Escalation(_Model):
+    after: str
+    to: list[str]
+    template: str
+    line: int = 0
+
+
+class Element(_Model):
+    id: str
+    type: ElementType
+    name: str | None = None
+    stage: str | None = None
+    lane: str | None = None
+    next: list[str] = Field(default_factory=list)
+    # start
+    timer: TimerStart | None = None
+    # service and send tasks
+    handler: str | None = None
+    template: str | None = None
+    to: str | None = None
+    retry: Retry | None = None
+    # user tasks
+    for_each: str | None = None
+    form: str | None = None
+    due: dict | str | None = None
+    output: str | None = None  # instance variable that receives a single-unit task's answer
+    reminders: list[str] = Field(default_factory=list)
+    escalations: list[Escalation] = Field(default_factory=list)
+    boundary: list[Boundary] = Field(default_factory=list)
+    # call activity
+    process: str | None = None
+    # exclusive gateway
+    conditions: list[Condition] = Field(default_factory=list)
+    default: str | None = None
+    line: int = 0
+
+    @field_validator("next", mode="before")
+    @classmethod
+    def _listify(cls, value):
+        if value is None:
+            return []
+        return [value] if isinstance(value, str) else value
+
+    def targets(self) -> list[str]:
+        """Every element this one can send a token to."""
+        out = list(self.next)
+        out += [c.next for c in self.conditions]
+        if self.default:
+            out.append(self.default)
+        out += [b.next for b in self.boundary if b.next]
+        return out
+
+
+class Process(_Model):
+    id: str
+    name: str | None = None
+    elements: list[Element]
+    line: int = 0
+
+    def element(self, element_id: str) -> Element:
+        return self._index()[element_id]
+
+    def _index(self) -> dict[str, Element]:
+        cached = self.__dict__.get("_by_id")
+        if cached is None:
+            cached = {e.id: e for e in self.elements}
+            object.__setattr__(self, "_by_id", cached)
+        return cached
+
+    @property
+    def start(self) -> Element:
+        return next(e for e in self.elements if e.type == "startEvent")
+
+    def incoming(self, element_id: str) -> int:
+        return sum(e.next.count(element_id) for e in self.elements)
+
+
+class Stage(_Model):
+    id: str
+    name: str
+    line: int = 0
+
+
+class Signer(_Model):
+    line1: str
+    line2: str | None = None
+    name: str
+
+
+class Document(_Model):
+    """The plan as an official document (NĐ 30/2020 Điều 8)."""
+
+    kind: str = "KẾ HOẠCH"
+    number: str | None = None
+    issuer: str
+    place: str
+    issued_on: dt.date | None = None
+    title: str
+    basis: str
+    purposes: list[str]
+    tasks: list[str]
+    signer: Signer
+    recipients: str
+    note: str | None = None
+
+
+class Definition(_Model):
+    id: str
+    name: str
+    version: int = 1
+    year: int
+    timezone: str = "Asia/Ho_Chi_Minh"
+    calendar: str = "vn-civil-service"
+    registry: str
+    forms: dict[str, str]
+    templates: str | None = None
+    document: Document
+    stages: list[Stage]
+    retry: Retry = Retry()
+    elements: list[Element]
+    subprocesses: list[Process] = Field(default_factory=list)
+    line: int = 0
+
+    @property
+    def main(self) -> Process:
+        return self.__dict__["_main"]
+
+    def process(self, process_id: str) -> Process:
+        if process_id == self.id:
+            return self.main
+        return next(p for p in self.subprocesses if p.id == process_id)
+
+    def model_post_init(self, __context) -> None:
+        object.__setattr__(self, "_main", Process(id=self.id, name=self.name, elements=self.elements))
+
+    def stage_name(self, stage_id: str) -> str:
+        return next(s.name for s in self.stages if s.id == stage_id)
+
+
+# --- registry -------------------------------------------------------------------
+
+
+class Unit(_Model):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    code: str
+    name: str
+    kind: str
+    groups: list[str] = Field(default_factory=list)
+    parent: str | None = None
+    head: str | None = None
+    email: str | None = None
+    admin_unit: str | None = None
+    valid_from: dt.date | None = None
+    valid_to: dt.date | None = None
+
+    def valid_on(self, day: dt.date) -> bool:
+        return (self.valid_from is None or self.valid_from <= day) and (
+            self.valid_to is None or day <= self.valid_to
+        )
+
+
+class Registry(_Model):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str
+    name: str
+    units: list[Unit]
+
+    def model_post_init(self, __context) -> None:
+        object.__setattr__(self, "_by_code", {u.code: u for u in self.units})
+        groups: dict[str, list[Unit]] = {}
+        for u in self.units:
+            for g in u.groups:
+                groups.setdefault(g, []).append(u)
+        object.__setattr__(self, "_groups", groups)
+
+    def get(self, code: str) -> Unit | None:
+        return self.__dict__["_by_code"].get(code)
+
+    def __contains__(self, code: str) -> bool:
+        return code in self.__dict__["_by_code"]
+
+    @property
+    def group_names(self) -> set[str]:
+        return set(self.__dict__["_groups"])
+
+    def group(self, name: str) -> list[Unit]:
+        return self.__dict__["_groups"].get(name, [])
+
+
+# --- forms ----------------------------------------------------------------------
+
+
+class Item(_Model):
+    code: str
+    title: str
+    max: float
+    auto_from_workflow: str | None = None
+
+
+class Group(_Model):
+    code: str
+    title: str
+    max: float
+    plan_task: int | None = None
+    items: list[Item]
+
+
+class Band(_Model):
+    label: str
+    min: float
+
+
+class Field_(_Model):
+    name: str
+    type: Literal["choice", "text"]
+    choices: dict[str, str] | None = None
+    required: bool = False
+    label: str | None = None
+
+
+class Form(_Model):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str
+    kind: Literal["criteria", "fields"]
+    title: str
+    scale_max: float | None = None
+    step: float = 0.25
+    groups: list[Group] = Field(default_factory=list)
+    bands: list[Band] = Field(default_factory=list)
+    not_classifiable: str = "Không đủ điều kiện xếp loại"
+    fields: list[Field_] = Field(default_factory=list)
+
+    @property
+    def items(self) -> dict[str, Item]:
+        return {i.code: i for g in self.groups for i in g.items}
+
+    def classify(self, score: float | None) -> str:
+        if score is None:
+            return self.not_classifiable
+        for band in sorted(self.bands, key=lambda b: -b.min):
+            if score >= band.min:
+                return band.label
+        return self.not_classifiable

@@ -1,0 +1,175 @@
+"""Scenarios: how units behave in a simulated plan year.
+
+```yaml
+default: {submit: on_time}          # on_time | never | an ISO 8601 datetime with offset
+units:
+  so-tu-phap: {submit: "2022-12-05T10:00:00+07:00", scores: {g1.1: 5, g2.3: 4}}
+  so-y-te: {submit: never}
+review:                             # Ban Dân vận decisions, in order
+  - {at: "2022-12-20T09:00:00+07:00", decision: return, comment: "Bổ sung số liệu"}
+  - {at: "2022-12-27T09:00:00+07:00", decision: approve}
+```
+
+``on_time`` means 10:00 on a working day 1–4 working days before the due date (chosen
+from the unit code, so every run is the same), never before the task opened. Scores not
+given are drawn the same way, between 72% and 100% of each criterion. A review round with
+no decision in the scenario is approved two working days after it opens.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine._yaml import LINE_KEY, YamlError, load_with_lines, strip_lines
+from engine.loader import DefinitionError, Problem, _display
+
+
+@dataclass(frozen=True)
+class UnitPlan:
+    submit: str | dt.datetime  # "on_time" | "never" | a datetime
+    scores: dict = field(default_factory=dict)
+    expect: dict = field(default_factory=dict)
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Decision:
+    at: dt.datetime
+    decision: str
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    path: Path
+    digest: str
+    default: UnitPlan
+    units: dict[str, UnitPlan]
+    review: list[Decision]
+
+    def plan_for(self, code: str) -> UnitPlan:
+        return self.units.get(code, self.default)
+
+    def submission_time(self, plan, code: str, opened_at: dt.datetime, due_at: dt.datetime) -> dt.datetime | None:
+        how = self.plan_for(code).submit
+        if how == "never":
+            return None
+        if isinstance(how, dt.datetime):
+            return max(how, opened_at)
+        cal = plan.calendar
+        back = 1 + zlib.crc32(code.encode()) % 4
+        day = cal.add_working_days(due_at.astimezone(cal.tz).date(), -back)
+        at = dt.datetime.combine(day, dt.time(10, 0), tzinfo=cal.tz)
+        if at < opened_at:
+            at = min(opened_at + dt.timedelta(hours=2), due_at - dt.timedelta(hours=1))
+        return at
+
+    def scores_for(self, form, code: str) -> dict:
+        given = self.plan_for(code).scores
+        out = {}
+        for item_code, item in form.items.items():
+            if item.auto_from_workflow:
+                continue
+            if item_code in given:
+                out[item_code] = given[item_code]
+                continue
+            fraction = 0.72 + 0.28 * (zlib.crc32(f"{code}/{item_code}".encode()) % 1000) / 999
+            out[item_code] = round(item.max * fraction / form.step) * form.step
+        return out
+
+    def decision_for(self, plan, round_index: int, opened_at: dt.datetime) -> tuple[dt.datetime, dict]:
+        if round_index < len(self.review):
+            d = self.review[round_index]
+            payload = {"decision": d.decision, "comment": d.comment}
+            return max(d.at, opened_at), payload
+        cal = plan.calendar
+        day = cal.add_working_days(opened_at.astimezone(cal.tz).date(), 2)
+        return dt.datetime.combine(day, dt.time(9, 0), tzinfo=cal.tz), {"decision": "approve", "comment": None}
+
+
+def _submit_value(value, file, line, where) -> str | dt.datetime:
+    if value in ("on_time", "never"):
+        return value
+    try:
+        when = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        raise DefinitionError([Problem(file, line, None,
+                                       f"{where}: submit '{value}' must be on_time, never or an ISO 8601 "
+                                       "datetime with offset such as 2022-12-05T10:00:00+07:00")]) from None
+    if when.tzinfo is None:
+        raise DefinitionError([Problem(file, line, None, f"{where}: submit '{value}' needs a UTC offset (+07:00)")])
+    return when
+
+
+def load_scenario(path: str | Path, plan) -> Scenario:
+    """Load and check a scenario against a plan; unknown units are refused by name."""
+    path = Path(path)
+    file = _display(path)
+    try:
+        raw = load_with_lines(path)
+    except YamlError as exc:
+        raise DefinitionError([Problem(file, exc.line, None, f"scenario: {exc.message}")]) from None
+    if not isinstance(raw, dict):
+        raise DefinitionError([Problem(file, 1, None, "a scenario must be a YAML mapping")])
+    problems: list[Problem] = []
+    unknown_keys = set(raw) - {"default", "units", "review", "description", LINE_KEY}
+    for k in sorted(unknown_keys):
+        problems.append(Problem(file, raw[LINE_KEY], None, f"unknown key '{k}' (keys: default, units, review)"))
+    form = next(f for f in plan.forms.values() if f.kind == "criteria")
+
+    def unit_plan(data, where) -> UnitPlan | None:
+        if not isinstance(data, dict):
+            problems.append(Problem(file, raw.get(LINE_KEY, 0), None, f"{where}: expected a mapping"))
+            return None
+        line = data.get(LINE_KEY, 0)
+        try:
+            submit = _submit_value(data.get("submit", "on_time"), file, line, where)
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+            return None
+        scores = strip_lines(data.get("scores") or {})
+        for code, value in scores.items():
+            item = form.items.get(code)
+            if item is None or item.auto_from_workflow:
+                problems.append(Problem(file, line, None, f"{where}: '{code}' is not a criterion the unit scores "
+                                        f"in form '{form.id}'"))
+            elif not isinstance(value, (int, float)) or not 0 <= value <= item.max:
+                problems.append(Problem(file, line, None, f"{where}: score {code}={value} is outside 0–{item.max:g}"))
+        return UnitPlan(submit=submit, scores=scores, expect=strip_lines(data.get("expect") or {}), line=line)
+
+    default = unit_plan(raw.get("default", {"submit": "on_time"}), "default") or UnitPlan("on_time")
+    units = {}
+    for code, data in (raw.get("units") or {}).items():
+        if code == LINE_KEY:
+            continue
+        line = data.get(LINE_KEY, raw["units"][LINE_KEY]) if isinstance(data, dict) else 0
+        if code not in plan.registry:
+            problems.append(Problem(file, line, None,
+                                    f"unknown unit '{code}': not in registry '{plan.registry.id}'"))
+            continue
+        up = unit_plan(data, f"unit '{code}'")
+        if up:
+            units[code] = up
+    review = []
+    for i, d in enumerate(raw.get("review") or []):
+        line = d.get(LINE_KEY, 0) if isinstance(d, dict) else 0
+        if not isinstance(d, dict) or d.get("decision") not in ("approve", "return"):
+            problems.append(Problem(file, line, None, f"review #{i + 1}: decision must be approve or return"))
+            continue
+        try:
+            at = _submit_value(str(d.get("at")), file, line, f"review #{i + 1}")
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+            continue
+        if not isinstance(at, dt.datetime):
+            problems.append(Problem(file, line, None, f"review #{i + 1}: 'at' must be a datetime"))
+            continue
+        review.append(Decision(at=at, decision=d["decision"], comment=d.get("comment")))
+    if problems:
+        raise DefinitionError(problems)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return Scenario(path=path.resolve(), digest=digest, default=default, units=units, review=review)

@@ -1,0 +1,78 @@
+"""Service steps: what a serviceTask's ``handler`` names, and the sendTask step.
+
+A flow runs these inside Prefect tasks (with the definition's retry policy); each call
+runs inside the transaction that completes the step, so its writes commit exactly once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from sqlalchemy import func, select, update
+
+from engine import store as s
+
+
+@dataclass
+class StepContext:
+    engine: Any  # engine.interpreter.Engine
+    conn: Any
+    instance: Any
+    element: Any
+    token: Any
+    as_of: dt.datetime
+
+    @property
+    def plan(self):
+        return self.engine.plan
+
+    def root_id(self) -> int:
+        iid, parent = self.instance.id, self.instance.parent_id
+        while parent is not None:
+            iid, parent = parent, self.conn.scalar(
+                select(s.instances.c.parent_id).where(s.instances.c.id == parent))
+        return iid
+
+
+def _record(ctx: StepContext) -> None:
+    """A step whose work is done by people outside the system: record that it was done."""
+    ctx.conn.execute(s.audit.insert().values(
+        at=ctx.as_of, instance_id=ctx.instance.id, actor=ctx.element.lane or "engine",
+        action="step.recorded", element_id=ctx.element.id, unit_code=ctx.instance.scope_unit,
+        detail={"name": ctx.element.name}))
+
+
+def _aggregate(ctx: StepContext) -> None:
+    """Sở Nội vụ (or a district, for its communes) aggregates scores into a report."""
+    from engine import aggregation
+
+    conn, inst = ctx.conn, ctx.instance
+    tree = ctx.engine._tree(conn, inst.id)
+    round_ = 1 + conn.scalar(select(func.count()).select_from(s.reports).where(
+        s.reports.c.instance_id == inst.id))
+    data = aggregation.build(conn, ctx.plan, tree, round_, ctx.as_of)
+    review = (inst.variables or {}).get("review") or {}
+    comment = review.get("comment") if review.get("decision") == "return" else None
+    markdown = aggregation.render_markdown(ctx.plan, data, comment)
+    conn.execute(s.insert_ignore(conn, s.reports).values(
+        key=f"{inst.id}:{ctx.element.id}:{ctx.token.id}", instance_id=inst.id, element_id=ctx.element.id,
+        created_at=ctx.as_of, data=data, markdown=markdown))
+    variables = {**(inst.variables or {}), "report": {"round": round_, "counts": data["total"]["counts"]}}
+    conn.execute(update(s.instances).where(s.instances.c.id == inst.id).values(variables=variables))
+
+
+def _send(ctx: StepContext) -> None:
+    """A sendTask: queue one message per recipient in the outbox."""
+    from engine import notices, outbox
+
+    rows = notices.rows_for_send(ctx)
+    outbox.queue(ctx.conn, rows, ctx.as_of)
+
+
+HANDLERS: dict[str, Callable[[StepContext], None]] = {
+    "record": _record,
+    "aggregate": _aggregate,
+    "send": _send,
+}

@@ -1,0 +1,38 @@
+"""What ``planflow status`` shows: progress, open and stalled steps, failed notifications."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from engine import store as s
+
+
+def instances_status(url: str) -> list[dict]:
+    db = s.connect(url)
+    out = []
+    with db.connect() as conn:
+        roots = conn.execute(select(s.instances).where(s.instances.c.parent_id.is_(None))
+                             .order_by(s.instances.c.id)).all()
+        for root in roots:
+            tree, frontier = [root.id], [root.id]
+            while frontier:
+                frontier = list(conn.scalars(select(s.instances.c.id).where(s.instances.c.parent_id.in_(frontier))))
+                tree += frontier
+            items = dict(conn.execute(select(s.work_items.c.status, func.count())
+                                      .where(s.work_items.c.instance_id.in_(tree))
+                                      .group_by(s.work_items.c.status)).all())
+            open_steps = sorted(set(conn.scalars(select(s.tokens.c.element_id).where(
+                s.tokens.c.instance_id.in_(tree), s.tokens.c.status.in_(("waiting", "ready", "active"))))))
+            stalled = [f"{r.element_id} (token {r.id}, {r.attempts} attempt(s)): {r.last_error}"
+                       for r in conn.execute(select(s.tokens).where(
+                           s.tokens.c.instance_id.in_(tree), s.tokens.c.status == "ready",
+                           s.tokens.c.last_error.is_not(None)))]
+            incidents = [f"{r.kind} to {r.recipient}: {r.last_error}" for r in conn.execute(
+                select(s.outbox).where(s.outbox.c.instance_id.in_(tree), s.outbox.c.status == "failed"))]
+            out.append({
+                "key": root.key, "status": root.status,
+                "clock_at": root.clock_at.isoformat() if root.clock_at else None,
+                "expected": sum(items.values()), "reported": items.get("submitted", 0),
+                "open_steps": open_steps, "stalled": stalled, "incidents": incidents,
+            })
+    return out

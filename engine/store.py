@@ -1,0 +1,223 @@
+"""The engine's SQL store: the source of truth for every instance, token and work item.
+
+SQLite file by default, any SQLAlchemy URL otherwise (tested on PostgreSQL). Times are
+stored as naive UTC and handed out tz-aware. Every row that a retry could write twice has
+a unique key, and inserts of such rows ignore conflicts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+from sqlalchemy import (
+    JSON, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String,
+    Table, Text, TypeDecorator, UniqueConstraint, create_engine, event,
+)
+from sqlalchemy.engine import Engine
+
+DEFAULT_URL = "sqlite:///out/planflow.db"
+
+
+class UTCDateTime(TypeDecorator):
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the engine only takes tz-aware times")
+        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else value.replace(tzinfo=dt.timezone.utc)
+
+
+metadata = MetaData()
+
+instances = Table(
+    "instances", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("key", String(300), nullable=False, unique=True),
+    Column("definition_id", String(200), nullable=False),
+    Column("definition_digest", String(32), nullable=False),
+    Column("process_id", String(200), nullable=False),
+    Column("parent_id", Integer, ForeignKey("instances.id")),
+    Column("parent_token_id", Integer),
+    Column("scope_unit", String(200)),
+    Column("status", String(20), nullable=False, default="running"),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime),
+    Column("clock_at", UTCDateTime),
+    Column("variables", JSON, nullable=False, default=dict),
+)
+Index("ix_instances_parent", instances.c.parent_id)
+
+tokens = Table(
+    "tokens", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("key", String(400), nullable=False, unique=True),
+    Column("instance_id", Integer, ForeignKey("instances.id"), nullable=False),
+    Column("element_id", String(200), nullable=False),
+    # active: to be interpreted; waiting: on units, children or a join; ready: a service
+    # step for a flow to run; completed; cancelled
+    Column("status", String(20), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("completed_at", UTCDateTime),
+    Column("due_at", UTCDateTime),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+)
+Index("ix_tokens_status", tokens.c.status, tokens.c.element_id)
+Index("ix_tokens_instance", tokens.c.instance_id, tokens.c.element_id)
+
+work_items = Table(
+    "work_items", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("token_id", Integer, ForeignKey("tokens.id"), nullable=False),
+    Column("instance_id", Integer, nullable=False),
+    Column("element_id", String(200), nullable=False),
+    Column("unit_code", String(200), nullable=False),
+    Column("status", String(20), nullable=False),  # open, submitted, missing
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("submitted_at", UTCDateTime),
+    Column("late", Boolean),
+    UniqueConstraint("token_id", "unit_code", name="uq_work_item"),
+)
+Index("ix_work_items_open", work_items.c.status, work_items.c.due_at)
+Index("ix_work_items_unit", work_items.c.unit_code, work_items.c.status)
+
+submissions = Table(
+    "submissions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("work_item_id", Integer, ForeignKey("work_items.id"), nullable=False, unique=True),
+    Column("unit_code", String(200), nullable=False),
+    Column("submitted_at", UTCDateTime, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("total", Float),
+)
+
+timers = Table(
+    "timers", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("token_id", Integer, ForeignKey("tokens.id"), nullable=False),
+    Column("boundary_id", String(200), nullable=False),
+    Column("fire_at", UTCDateTime, nullable=False),
+    Column("fired_at", UTCDateTime),
+    Column("cancelled", Boolean, nullable=False, default=False),
+    UniqueConstraint("token_id", "boundary_id", name="uq_timer"),
+)
+Index("ix_timers_due", timers.c.fired_at, timers.c.fire_at)
+
+reports = Table(
+    "reports", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("key", String(300), nullable=False, unique=True),
+    Column("instance_id", Integer, nullable=False),
+    Column("element_id", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("markdown", Text, nullable=False),
+)
+
+outbox = Table(
+    "outbox", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("key", String(400), nullable=False, unique=True),
+    Column("instance_id", Integer, nullable=False),
+    Column("element_id", String(200), nullable=False),
+    Column("unit_code", String(200)),
+    Column("recipient", String(200), nullable=False),
+    Column("kind", String(100), nullable=False),
+    Column("level", Integer, nullable=False, default=0),
+    Column("context", JSON, nullable=False),
+    Column("status", String(20), nullable=False, default="pending"),  # pending, sent, failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+)
+Index("ix_outbox_status", outbox.c.status)
+
+audit = Table(
+    "audit", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("instance_id", Integer),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("element_id", String(200)),
+    Column("unit_code", String(200)),
+    Column("detail", JSON),
+)
+Index("ix_audit_instance", audit.c.instance_id)
+
+
+def database_url(url: str | None = None) -> str:
+    return url or os.environ.get("PLANFLOW_DATABASE_URL") or DEFAULT_URL
+
+
+_ENGINES: dict[str, Engine] = {}
+
+
+def connect(url: str | None = None) -> Engine:
+    """The SQLAlchemy engine for ``url`` (one per process and URL), schema created."""
+    url = database_url(url)
+    if url not in _ENGINES:
+        _ENGINES[url] = _create(url)
+    return _ENGINES[url]
+
+
+def dispose(url: str) -> None:
+    """Close the pooled connections to ``url`` (before dropping a test database)."""
+    engine = _ENGINES.pop(url, None)
+    if engine is not None:
+        engine.dispose()
+
+
+def _create(url: str) -> Engine:
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    if url.startswith("sqlite:///"):
+        folder = os.path.dirname(url[len("sqlite:///"):])
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+    engine = create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection, _record):
+            cur = dbapi_connection.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn):
+            # take the write lock at BEGIN, so two writers queue instead of deadlocking
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        _disable_pysqlite_begin(engine)
+    metadata.create_all(engine)
+    return engine
+
+
+def _disable_pysqlite_begin(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _no_autobegin(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+
+
+def insert_ignore(conn, table: Table):
+    """``INSERT ... ON CONFLICT DO NOTHING`` for the connection's dialect."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - other dialects are not supported yet
+        raise NotImplementedError(conn.dialect.name)
+    return insert(table).on_conflict_do_nothing()

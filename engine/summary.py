@@ -1,0 +1,65 @@
+"""The state of one plan instance, as operators and ``summary.json`` see it."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from engine import store as s
+from engine.aggregation import unit_results
+
+
+def local_iso(plan, value) -> str | None:
+    return value.astimezone(plan.calendar.tz).isoformat() if value else None
+
+
+def stage_times(conn, plan, tree: list[int]) -> dict[str, str | None]:
+    """Stage id -> when its last step completed (None while any of its steps is open)."""
+    rows = conn.execute(
+        select(s.tokens.c.element_id, s.tokens.c.status, s.tokens.c.completed_at, s.instances.c.process_id)
+        .join(s.instances, s.instances.c.id == s.tokens.c.instance_id)
+        .where(s.tokens.c.instance_id.in_(tree))).all()
+    done: dict[str, list] = {st.id: [] for st in plan.definition.stages}
+    open_: set[str] = set()
+    for element_id, status, completed_at, process_id in rows:
+        stage = plan.definition.process(process_id).element(element_id).stage
+        if stage is None:
+            continue
+        if status == "completed":
+            done[stage].append(completed_at)
+        elif status != "cancelled":
+            open_.add(stage)
+    return {st: (local_iso(plan, max(times)) if times and st not in open_ else None) for st, times in done.items()}
+
+
+def review_rounds(conn, plan, tree: list[int]) -> int:
+    review_elements = [e.id for p in [plan.definition.main, *plan.definition.subprocesses]
+                       for e in p.elements if e.type == "userTask" and plan.forms[e.form].kind == "fields"]
+    return conn.scalar(
+        select(func.count()).select_from(s.submissions)
+        .join(s.work_items, s.work_items.c.id == s.submissions.c.work_item_id)
+        .where(s.work_items.c.instance_id.in_(tree), s.work_items.c.element_id.in_(review_elements))) or 0
+
+
+def build_summary(engine, root_id: int) -> dict:
+    plan = engine.plan
+    with engine.db.connect() as conn:
+        tree = engine._tree(conn, root_id)
+        inst = conn.execute(select(s.instances).where(s.instances.c.id == root_id)).one()
+        results = unit_results(conn, plan, tree)
+        outbox = dict(conn.execute(select(s.outbox.c.status, func.count()).where(
+            s.outbox.c.instance_id.in_(tree)).group_by(s.outbox.c.status)).all())
+        summary = {
+            "definition": plan.id,
+            "instance": inst.key,
+            "status": inst.status,
+            "started_at": local_iso(plan, inst.started_at),
+            "ended_at": local_iso(plan, inst.ended_at),
+            "units": {r.code: {"status": r.status, "score": r.score, "classification": r.classification,
+                               "group": r.group, "due": local_iso(plan, r.due_at),
+                               "submitted_at": local_iso(plan, r.submitted_at)}
+                      for r in sorted(results, key=lambda r: r.code)},
+            "review_rounds": review_rounds(conn, plan, tree),
+            "stages": stage_times(conn, plan, tree),
+            "notifications": outbox,
+        }
+    return summary

@@ -1,0 +1,44 @@
+"""What a flow needs to reach the engine: a serializable reference and a per-process cache."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from engine import Engine, connect, load_plan
+
+
+class RunRef(BaseModel):
+    """Everything a Prefect task needs to find its plan instance (small, JSON-safe)."""
+
+    definition: str
+    db_url: str
+    root_key: str
+    outbox_dir: str = "out/outbox"
+
+
+@lru_cache(maxsize=8)
+def _engine(definition: str, db_url: str, mtime: float) -> Engine:
+    return Engine(load_plan(definition), connect(db_url))
+
+
+def engine_for(ref: RunRef) -> Engine:
+    path = Path(ref.definition)
+    return _engine(str(path.resolve()), ref.db_url, os.path.getmtime(path))
+
+
+def root_id(ref: RunRef) -> int:
+    iid = engine_for(ref).instance_id(ref.root_key)
+    if iid is None:
+        raise LookupError(f"no plan instance '{ref.root_key}' in {ref.db_url}")
+    return iid
+
+
+def prefect_defaults() -> None:
+    """Settings planflow needs from Prefect, unless the operator set them already."""
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_TELEMETRY_ENABLE_RESOURCE_METRICS", "false")

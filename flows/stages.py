@@ -1,0 +1,112 @@
+"""One Prefect flow per stage of the plan, named in its words.
+
+A stage flow records what people did (submissions, decisions), then runs the service
+steps of its stage that the engine has made ready: one Prefect task per *step*, batched
+over every token (unit, district) waiting on that step, with the definition's retry
+policy. The engine decides; these flows act and show.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from engine import Submission
+from flows.runtime import RunRef, engine_for, root_id
+
+
+@task(cache_policy=NO_CACHE, task_run_name="record-submissions")
+def record_submissions(ref: RunRef, as_of: dt.datetime, submissions: list[dict]) -> int:
+    engine = engine_for(ref)
+    batch = [Submission(unit=s["unit"], submitted_at=dt.datetime.fromisoformat(s["submitted_at"]),
+                        payload=s["payload"], element=s.get("element"), actor=s.get("actor", "unit"))
+             for s in submissions]
+    return engine.submit(batch, as_of, root_id=root_id(ref))
+
+
+@task(cache_policy=NO_CACHE)
+def run_step(ref: RunRef, element_id: str, token_ids: list[int], as_of: dt.datetime) -> int:
+    return engine_for(ref).run_step(token_ids, as_of)
+
+
+@task(cache_policy=NO_CACHE, task_run_name="deliver-notifications", retries=3, retry_delay_seconds=[1, 5, 30])
+def deliver_notifications(ref: RunRef, as_of: dt.datetime) -> int:
+    from flows.delivery import deliver_pending
+
+    return deliver_pending(ref, as_of)
+
+
+async def drive_stage(ref: RunRef, stage: str, as_of: dt.datetime) -> int:
+    """Run this stage's ready steps until none is left; return how many tokens moved."""
+    engine = engine_for(ref)
+    root = root_id(ref)
+    moved = 0
+    queued = False
+    while True:
+        engine.advance(as_of, root_id=root)
+        steps = engine.ready_steps(stage=stage, root_id=root)
+        if not steps:
+            break
+        for step in steps:
+            element = engine.element_of_token(step.token_ids[0])
+            policy = element.retry or engine.plan.definition.retry
+            runner = run_step.with_options(
+                name=step.element_id, task_run_name=f"{step.element_id} ×{len(step.token_ids)}",
+                retries=policy.retries, retry_delay_seconds=list(policy.delay_s))
+            moved += runner(ref, step.element_id, list(step.token_ids), as_of)
+            queued = queued or element.type == "sendTask"
+    if queued:
+        deliver_notifications(ref, as_of)
+    return moved
+
+
+def _stage_flow(stage: str, description: str):
+    @flow(name=stage.replace("_", "-"), description=description, log_prints=True)
+    async def stage_flow(ref: RunRef, as_of: dt.datetime, submissions: list[dict] | None = None) -> int:
+        if submissions:
+            record_submissions(ref, as_of, submissions)
+        return await drive_stage(ref, stage, as_of)
+
+    stage_flow.__name__ = stage
+    return stage_flow
+
+
+dissemination = _stage_flow("dissemination", "Phổ biến Kế hoạch đến các nơi nhận; Sở Nội vụ hướng dẫn, theo dõi.")
+district_cycle = _stage_flow("district_cycle", "UBND cấp huyện xây dựng kế hoạch, chỉ đạo và tổng hợp cấp xã.")
+self_evaluation = _stage_flow("self_evaluation", "Các sở, ban, ngành và UBND cấp huyện tự đánh giá, báo cáo.")
+aggregation = _stage_flow("aggregation", "Sở Nội vụ tổng hợp, xếp loại, báo cáo Bộ Nội vụ và Tỉnh ủy.")
+review = _stage_flow("review", "Ban Dân vận Tỉnh ủy thẩm định: thống nhất hoặc trả lại.")
+publication = _stage_flow("publication", "Công khai kết quả đánh giá.")
+
+STAGE_FLOWS = {f.__name__: f for f in (dissemination, district_cycle, self_evaluation, aggregation, review,
+                                       publication)}
+
+
+def stage_flow(stage) -> callable:
+    """The flow of a stage; a plan with stages of its own gets flows named after them."""
+    if stage.id not in STAGE_FLOWS:
+        STAGE_FLOWS[stage.id] = _stage_flow(stage.id, stage.name)
+    return STAGE_FLOWS[stage.id]
+
+
+@flow(name="deadline-sweep", description="Đến hạn: nhắc, đôn đốc, đóng nhận báo cáo.")
+async def deadline_sweep(ref: RunRef, as_of: dt.datetime) -> int:
+    engine = engine_for(ref)
+    fired = engine.fire_timers(as_of, root_id=root_id(ref))
+    return fired
+
+
+async def drive(ref: RunRef, as_of: dt.datetime) -> None:
+    """Run the stage flows that have ready steps, in plan order, until nothing is ready."""
+    engine = engine_for(ref)
+    root = root_id(ref)
+    while True:
+        engine.advance(as_of, root_id=root)
+        ready = {step.stage for step in engine.ready_steps(root_id=root)}
+        if not ready:
+            return
+        for stage in engine.plan.definition.stages:
+            if stage.id in ready:
+                await stage_flow(stage)(ref, as_of)

@@ -1,0 +1,275 @@
+"""Delivery channels: build a MIME e-mail from a rendered Message and deliver it.
+
+Delivery is keyed: the outbox passes an idempotency key. :class:`FileChannel` writes
+one file per key (a retry overwrites it atomically); :class:`SmtpChannel` cannot
+un-send, so the Message-ID (built from the same key by the caller) lets a receiver
+drop duplicates.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import errno
+import hashlib
+import logging
+import os
+import smtplib
+import socket
+import ssl
+import tempfile
+from collections.abc import Mapping
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+
+from .render import Message
+
+__all__ = ["DeliveryError", "FileChannel", "SmtpChannel", "build_email", "safe_key"]
+
+log = logging.getLogger(__name__)
+
+MESSAGE_ID_DOMAIN = "planflow.local"
+
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.")
+_MAX_KEY = 180  # leaves room for ".eml", temporary suffixes and a 255-byte file name limit
+
+
+def safe_key(key: str) -> str:
+    """A file-name and Message-ID safe form of ``key``, one-to-one.
+
+    Letters, digits, ``_``, ``-`` and single inner dots are kept; every other character
+    (``%`` included, and a dot at either end or next to another dot) becomes ``%XX``
+    per UTF-8 byte, so two different keys never map to the same name. A result longer
+    than 180 characters is cut and ends with a SHA-256 digest of the key.
+    """
+    if not isinstance(key, str) or not key:
+        raise ValueError("an idempotency key must be a non-empty string")
+    out: list[str] = []
+    last = len(key) - 1
+    for i, ch in enumerate(key):
+        if ch == ".":
+            keep = 0 < i < last and key[i - 1] != "." and key[i + 1] != "."
+        else:
+            keep = ch in _SAFE
+        out.append(ch if keep else "".join(f"%{b:02X}" for b in ch.encode("utf-8")))
+    safe = "".join(out)
+    if len(safe) > _MAX_KEY:
+        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+        safe = f"{safe[: _MAX_KEY - 65].rstrip('.')}-{digest}"
+    return safe
+
+
+def build_email(
+    message: Message, *, sender: str, to: list[str], message_id: str, date: datetime
+) -> EmailMessage:
+    """A multipart/alternative (text, then HTML) UTF-8 e-mail for ``message``.
+
+    Headers are encoded per RFC 2047 by the standard library (``email.policy.SMTP``).
+    ``Message-ID`` is ``<{message_id}@planflow.local>`` (the id made safe with
+    :func:`safe_key`), so the same notification sent twice carries the same id.
+    """
+    if not to:
+        raise ValueError("an e-mail needs at least one recipient")
+    if date.tzinfo is None or date.utcoffset() is None:
+        raise ValueError("the Date of an e-mail must be a timezone-aware datetime")
+    msg = EmailMessage(policy=email.policy.SMTP)
+    msg["Subject"] = message.subject
+    msg["From"] = sender
+    msg["To"] = ", ".join(to)
+    msg["Date"] = format_datetime(date)
+    msg["Message-ID"] = f"<{safe_key(message_id)}@{MESSAGE_ID_DOMAIN}>"
+    msg["X-Planflow-Kind"] = message.kind
+    msg.set_content(message.text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    msg.add_alternative(message.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    return msg
+
+
+class DeliveryError(Exception):
+    """A delivery failed. ``permanent`` is False when a later retry may succeed."""
+
+    def __init__(self, message: str, *, permanent: bool):
+        super().__init__(message)
+        self.permanent = permanent
+
+    def __repr__(self) -> str:
+        return f"DeliveryError({str(self)!r}, permanent={self.permanent})"
+
+
+class FileChannel:
+    """Writes each e-mail to ``<directory>/<key>.eml`` (for tests, dry runs and audits)."""
+
+    def __init__(self, directory: str | os.PathLike[str]):
+        self.directory = Path(directory)
+
+    def __repr__(self) -> str:
+        return f"FileChannel({str(self.directory)!r})"
+
+    def path_for(self, key: str) -> Path:
+        return self.directory / f"{safe_key(key)}.eml"
+
+    def deliver(self, email_message: EmailMessage, key: str) -> Path:
+        """Write the message atomically; the same key again replaces the same file."""
+        path = self.path_for(key)
+        data = email_message.as_bytes(policy=email.policy.SMTP)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{path.stem[:40]}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            permanent = exc.errno in {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR}
+            raise DeliveryError(f"cannot write {path}: {exc}", permanent=permanent) from exc
+        log.info("notification %s written to %s", key, path)
+        return path
+
+
+_SECURITY = ("starttls", "ssl", "none")
+_DEFAULT_PORT = {"starttls": 587, "ssl": 465, "none": 25}
+
+
+class SmtpChannel:
+    """Sends e-mail through an SMTP server with :mod:`smtplib`.
+
+    ``security``: ``"starttls"`` (upgrade a plain connection, usually port 587),
+    ``"ssl"`` (implicit TLS, usually port 465) or ``"none"`` (a trusted relay or a test
+    server). Failures become :class:`DeliveryError`: refused connections, time-outs,
+    dropped connections and 4xx replies are temporary; 5xx replies, all recipients
+    refused with 5xx, a server without STARTTLS and certificate errors are permanent.
+    The password is never logged nor shown by ``repr()``.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        security: str = "starttls",
+        user: str | None = None,
+        password: str | None = None,
+        timeout: float = 10,
+        ssl_context: ssl.SSLContext | None = None,
+    ):
+        if security not in _SECURITY:
+            raise ValueError(f"security must be one of {', '.join(_SECURITY)}, not {security!r}")
+        if not host:
+            raise ValueError("an SMTP host is required")
+        if password is not None and user is None:
+            raise ValueError("an SMTP password was given without a user")
+        self.host = host
+        self.port = int(port)
+        self.security = security
+        self.user = user
+        self._password = password
+        self.timeout = timeout
+        self._ssl_context = ssl_context
+
+    @classmethod
+    def from_env(
+        cls, prefix: str = "PLANFLOW_SMTP_", environ: Mapping[str, str] | None = None
+    ) -> "SmtpChannel":
+        """Read ``HOST``, ``PORT``, ``SECURITY``, ``USER``, ``PASSWORD`` (and ``TIMEOUT``).
+
+        ``PORT`` defaults by ``SECURITY`` (starttls 587, ssl 465, none 25); ``SECURITY``
+        defaults to starttls.
+        """
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(prefix + name)
+            return value if value not in (None, "") else None
+
+        host = get("HOST")
+        if host is None:
+            raise ValueError(f"{prefix}HOST is not set: name the SMTP server to send through")
+        security = (get("SECURITY") or "starttls").lower()
+        if security not in _SECURITY:
+            raise ValueError(f"{prefix}SECURITY must be one of {', '.join(_SECURITY)}, not {security!r}")
+        port_text = get("PORT")
+        try:
+            port = int(port_text) if port_text is not None else _DEFAULT_PORT[security]
+        except ValueError:
+            raise ValueError(f"{prefix}PORT must be a number, not {port_text!r}") from None
+        timeout_text = get("TIMEOUT")
+        try:
+            timeout = float(timeout_text) if timeout_text is not None else 10
+        except ValueError:
+            raise ValueError(f"{prefix}TIMEOUT must be a number of seconds, not {timeout_text!r}") from None
+        return cls(
+            host, port, security=security, user=get("USER"), password=get("PASSWORD"), timeout=timeout
+        )
+
+    def __repr__(self) -> str:
+        password = "***" if self._password is not None else None
+        return (
+            f"SmtpChannel(host={self.host!r}, port={self.port}, security={self.security!r}, "
+            f"user={self.user!r}, password={password!r}, timeout={self.timeout})"
+        )
+
+    def _connect(self) -> smtplib.SMTP:
+        if self.security == "ssl":
+            context = self._ssl_context or ssl.create_default_context()
+            return smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+        return smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+
+    def deliver(self, email_message: EmailMessage, key: str) -> dict[str, tuple[int, str]]:
+        """Send the message; returns the recipients refused while others were accepted.
+
+        Raises :class:`DeliveryError` when nothing was delivered.
+        """
+        where = f"{self.host}:{self.port}"
+        try:
+            with self._connect() as smtp:
+                smtp.ehlo()
+                if self.security == "starttls":
+                    smtp.starttls(context=self._ssl_context or ssl.create_default_context())
+                    smtp.ehlo()
+                if self.user is not None:
+                    if self.security == "none":
+                        log.warning("SMTP login to %s without TLS", where)
+                    smtp.login(self.user, self._password or "")
+                refused = smtp.send_message(email_message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            replies = {rcpt: (code, _text(msg)) for rcpt, (code, msg) in exc.recipients.items()}
+            permanent = all(code >= 500 for code, _ in replies.values())
+            detail = "; ".join(f"{rcpt}: {code} {msg}" for rcpt, (code, msg) in replies.items())
+            raise DeliveryError(
+                f"{where} refused all recipients of {key}: {detail}", permanent=permanent
+            ) from exc
+        except smtplib.SMTPNotSupportedError as exc:
+            raise DeliveryError(f"{where}: {exc} (check the security setting)", permanent=True) from exc
+        except smtplib.SMTPResponseException as exc:
+            # SMTPSenderRefused, SMTPDataError, SMTPAuthenticationError, SMTPHeloError, ...
+            reply = f"{exc.smtp_code} {_text(exc.smtp_error)}"
+            raise DeliveryError(
+                f"{where} answered {reply} while sending {key}", permanent=exc.smtp_code >= 500
+            ) from exc
+        except smtplib.SMTPServerDisconnected as exc:
+            raise DeliveryError(f"{where} closed the connection while sending {key}: {exc}", permanent=False) from exc
+        except ssl.SSLCertVerificationError as exc:
+            raise DeliveryError(f"{where}: TLS certificate not accepted: {exc}", permanent=True) from exc
+        except (socket.timeout, TimeoutError) as exc:
+            raise DeliveryError(f"{where} timed out after {self.timeout} s while sending {key}", permanent=False) from exc
+        except ConnectionRefusedError as exc:
+            raise DeliveryError(f"{where} refused the connection: {exc}", permanent=False) from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise DeliveryError(f"{where}: {type(exc).__name__}: {exc}", permanent=False) from exc
+        partial = {rcpt: (code, _text(msg)) for rcpt, (code, msg) in refused.items()}
+        if partial:
+            log.warning("notification %s sent via %s; refused: %s", key, where, partial)
+        else:
+            log.info("notification %s sent via %s", key, where)
+        return partial
+
+
+def _text(reply: bytes | str) -> str:
+    if isinstance(reply, bytes):
+        return reply.decode("utf-8", "replace")
+    return str(reply)

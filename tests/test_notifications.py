@@ -1,0 +1,433 @@
+"""Tests of notifications/: templates, filters, template checks and delivery channels."""
+
+from __future__ import annotations
+
+import copy
+import email
+import email.policy
+import socket
+import subprocess
+import sys
+import unicodedata
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from notifications import (
+    KINDS,
+    SAMPLE_CONTEXTS,
+    DeliveryError,
+    FileChannel,
+    Message,
+    SmtpChannel,
+    TemplateError,
+    build_email,
+    check_template,
+    render,
+    safe_key,
+    vn_date,
+    vn_datetime,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SENDER = "Sở Nội vụ tỉnh Hải Dương <so-noi-vu@haiduong.example>"
+
+
+def sample(kind: str) -> dict:
+    return copy.deepcopy(SAMPLE_CONTEXTS[kind])
+
+
+# --- filters -------------------------------------------------------------------------
+
+
+def test_vn_date_zero_pads_day_and_months_1_2_as_in_nd_30():
+    assert vn_date(date(2022, 12, 9)) == "ngày 09 tháng 12 năm 2022"
+    assert vn_date(date(2022, 3, 2)) == "ngày 02 tháng 3 năm 2022"
+    assert vn_date(date(2022, 2, 15)) == "ngày 15 tháng 02 năm 2022"
+    assert vn_date(date(2022, 1, 1)) == "ngày 01 tháng 01 năm 2022"
+    assert vn_date(date(2022, 11, 26)) == "ngày 26 tháng 11 năm 2022"
+
+
+def test_aware_datetimes_are_written_in_vietnam_time():
+    utc_evening = datetime(2022, 12, 9, 20, 0, tzinfo=timezone.utc)  # 03:00 on 10/12 in Hà Nội
+    assert vn_date(utc_evening) == "ngày 10 tháng 12 năm 2022"
+    assert vn_datetime(datetime(2022, 12, 9, 10, 0, tzinfo=timezone.utc)) == (
+        "17 giờ 00 ngày 09 tháng 12 năm 2022"
+    )
+    assert vn_datetime(date(2022, 12, 9)) == "ngày 09 tháng 12 năm 2022"
+
+
+# --- rendering -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_renders_its_sample_in_vietnamese(kind):
+    message = render(kind, sample(kind))
+    assert isinstance(message, Message) and message.kind == kind
+    assert message.subject and "\n" not in message.subject
+    for part in (message.subject, message.text, message.html):
+        assert "{{" not in part and "{%" not in part and "}}" not in part
+        assert unicodedata.is_normalized("NFC", part)
+    for body in (message.text, message.html):
+        assert "Kính gửi" in body
+        assert "Trân trọng." in body
+        assert "Sở Nội vụ" in body or "Ban Dân vận" in body
+        assert "Kế hoạch số …/KH-UBND" in body
+        assert "UBND tỉnh Hải Dương" in body
+    assert message.html.lstrip().startswith("<!DOCTYPE html>")
+    assert '<html lang="vi">' in message.html
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_package_templates_pass_their_own_check(kind):
+    assert check_template(kind) == []
+
+
+def test_dissemination_carries_the_plan():
+    ctx = sample("dissemination")
+    message = render("dissemination", ctx)
+    for task in ctx["plan"]["tasks"]:
+        assert task in message.text
+    assert "17 giờ 00 ngày 09 tháng 12 năm 2022" in message.text
+    assert "KT. CHỦ TỊCH" in message.text and "Nguyễn Minh Hùng" in message.text
+    assert "- Thường trực Tỉnh ủy;" in message.text
+    assert "- Lưu: VT, KGVX." in message.text
+    assert "Chỉ thị số 33/CT-TTg ngày 26/11/2021" in message.text
+
+
+def test_plan_number_and_date_when_known():
+    ctx = sample("reminder")
+    ctx["plan"]["number"] = "1234/KH-UBND"
+    ctx["plan"]["issued_on"] = date(2022, 3, 2)
+    message = render("reminder", ctx)
+    assert "Kế hoạch số 1234/KH-UBND ngày 02 tháng 3 năm 2022 của UBND tỉnh Hải Dương" in message.text
+    ctx["plan"]["number"] = 1234
+    assert "Kế hoạch số 1234/KH-UBND" in render("reminder", ctx).html
+
+
+def test_reminder_on_the_last_day_and_overdue_wording():
+    ctx = sample("reminder")
+    ctx["working_days_left"] = 0
+    assert "Hôm nay là ngày cuối cùng của thời hạn" in render("reminder", ctx).text
+    overdue = render("overdue", sample("overdue"))
+    assert "khẩn trương" in overdue.text
+    assert "quá thời hạn 1 ngày làm việc" in overdue.text
+    assert overdue.subject.startswith("Đôn đốc lần 1: Sở Tư pháp")
+
+
+def test_escalations_list_every_late_unit():
+    for kind in ("escalation-1", "escalation-2", "escalation-final"):
+        ctx = sample(kind)
+        message = render(kind, ctx)
+        for unit in ctx["units"]:
+            assert unit["name"] in message.text and unit["name"] in message.html
+    assert "không đủ điều kiện xếp loại" in render("escalation-final", sample("escalation-final")).text
+
+
+def test_review_result_both_decisions():
+    ctx = sample("review-result")
+    returned = render("review-result", ctx)
+    assert returned.subject.startswith("Đề nghị chỉnh sửa")
+    assert ctx["comment"] in returned.text
+    ctx.update(decision="approve", comment=None, round=2)
+    approved = render("review-result", ctx)
+    assert approved.subject.startswith("Thống nhất")
+    assert "(lần 2)" in approved.subject
+
+
+def test_publication_scores_use_decimal_comma_and_dash_for_none():
+    message = render("publication", sample("publication"))
+    assert "95,5 điểm" in message.text
+    assert "UBND thị xã Kinh Môn: không có điểm, xếp loại: Không đủ điều kiện xếp loại" in message.text
+    assert "<td style=\"border:1px solid #999; padding:4px 8px; text-align:center;\">—</td>" in message.html
+
+
+def test_html_escapes_unit_names_but_text_keeps_them():
+    ctx = sample("reminder")
+    ctx["unit"]["name"] = "Sở <b>Thử nghiệm</b> & Co"
+    ctx["recipient"]["head"] = "Giám đốc Sở <b>Thử nghiệm</b>"  # printed through a macro
+    ctx["plan"]["title"] = "Kế hoạch <script>alert(1)</script>"  # likewise
+    message = render("reminder", ctx)
+    assert "<b>" not in message.html and "<script>" not in message.html
+    assert "Sở &lt;b&gt;Thử nghiệm&lt;/b&gt; &amp; Co" in message.html
+    assert "Giám đốc Sở &lt;b&gt;Thử nghiệm&lt;/b&gt;" in message.html
+    assert "&lt;script&gt;" in message.html
+    assert "Sở <b>Thử nghiệm</b> & Co" in message.text
+    assert "Sở <b>Thử nghiệm</b> & Co" in message.subject
+
+
+@pytest.mark.parametrize("kind", ["escalation-1", "escalation-2", "escalation-final", "publication"])
+def test_html_escapes_names_in_tables(kind):
+    ctx = sample(kind)
+    rows = ctx["units"] if "units" in ctx else ctx["results"]
+    rows[0]["name"] = "UBND <i>xã</i>"
+    html = render(kind, ctx).html
+    assert "<i>" not in html and "UBND &lt;i&gt;xã&lt;/i&gt;" in html
+
+
+def test_text_and_html_share_the_same_macros():
+    templates = REPO / "notifications" / "templates"
+
+    def one_line_macros(name):
+        text = (templates / name).read_text(encoding="utf-8")
+        return [line for line in text.splitlines() if line.startswith("{% macro") and "endmacro" in line]
+
+    assert one_line_macros("_common.txt.j2") == one_line_macros("_common.html.j2")
+
+
+def test_unknown_kind_names_the_known_kinds():
+    with pytest.raises(TemplateError) as info:
+        render("thong-bao-la", sample("reminder"))
+    assert "thong-bao-la" in str(info.value)
+    for kind in KINDS:
+        assert kind in str(info.value)
+    with pytest.raises(TemplateError):
+        check_template("thong-bao-la")
+
+
+def test_missing_context_key_is_a_located_template_error():
+    ctx = sample("reminder")
+    del ctx["unit"]["name"]
+    with pytest.raises(TemplateError) as info:
+        render("reminder", ctx)
+    problem = info.value.problems[0]
+    assert problem.template == "reminder.subject.j2" and problem.line == 1
+    assert "'unit' has no key or attribute 'name'" in problem.message
+    assert "code, email, head" in problem.message
+
+
+# --- check_template ------------------------------------------------------------------
+
+
+def test_check_template_names_file_line_and_variable(tmp_path):
+    (tmp_path / "reminder.txt.j2").write_text(
+        '{% extends "_layout.txt.j2" %}\n'
+        "{% block body %}\n"
+        "Đề nghị {{ unti.name }} khẩn trương hoàn thành.\n"
+        "{% endblock %}\n",
+        encoding="utf-8",
+    )
+    problems = check_template("reminder", template_dir=tmp_path)
+    assert len(problems) == 1
+    problem = problems[0]
+    assert problem.template == "reminder.txt.j2"
+    assert problem.line == 3
+    assert "'unti' is undefined" in problem.message
+    assert "unit" in problem.message.split("are:")[1]  # the variables that do exist
+    assert "Traceback" not in str(problem)
+    # the package's own reminder templates are untouched
+    assert check_template("reminder") == []
+
+
+def test_check_template_reports_syntax_errors_and_bad_attributes(tmp_path):
+    (tmp_path / "overdue.subject.j2").write_text("Đôn đốc {{ unit.name \n", encoding="utf-8")
+    (tmp_path / "overdue.txt.j2").write_text(
+        "Kính gửi: {{ recipient.name }}.\n\n{{ unit.nam }}\n", encoding="utf-8"
+    )
+    (tmp_path / "overdue.html.j2").write_text("<p>{{ due|vn_datee }}</p>\n", encoding="utf-8")
+    problems = {p.template: p for p in check_template("overdue", template_dir=tmp_path)}
+    assert set(problems) == {"overdue.subject.j2", "overdue.txt.j2", "overdue.html.j2"}
+    assert problems["overdue.subject.j2"].line == 1
+    assert problems["overdue.subject.j2"].message.startswith("syntax error")
+    assert problems["overdue.txt.j2"].line == 3
+    assert "'unit' has no key or attribute 'nam'" in problems["overdue.txt.j2"].message
+    assert problems["overdue.html.j2"].line == 1
+    assert "vn_datee" in problems["overdue.html.j2"].message
+    assert "vn_date" in problems["overdue.html.j2"].message.split("are:")[1]
+
+
+def test_template_dir_overrides_only_the_files_it_has(tmp_path):
+    (tmp_path / "reminder.subject.j2").write_text("Nhắc việc: {{ unit.name }}\n", encoding="utf-8")
+    message = render("reminder", sample("reminder"), template_dir=tmp_path)
+    assert message.subject == "Nhắc việc: UBND huyện Thanh Miện"
+    assert "Kính gửi" in message.text  # package txt template still used
+    assert check_template("reminder", template_dir=tmp_path) == []
+    with pytest.raises(TemplateError, match="not a directory"):
+        render("reminder", sample("reminder"), template_dir=tmp_path / "missing")
+
+
+# --- e-mail --------------------------------------------------------------------------
+
+
+def _email(kind: str = "reminder", message_id: str = "run-1/reminder/ubnd-huyen-thanh-mien"):
+    message = render(kind, sample(kind))
+    mail = build_email(
+        message,
+        sender=SENDER,
+        to=["ubnd-huyen-thanh-mien@haiduong.example"],
+        message_id=message_id,
+        date=datetime(2022, 12, 7, 1, 0, tzinfo=timezone.utc),
+    )
+    return message, mail
+
+
+def test_build_email_is_multipart_alternative_with_encoded_headers():
+    message, mail = _email()
+    raw = mail.as_bytes()
+    raw.decode("ascii")  # RFC 2047 headers and quoted-printable bodies: 7-bit clean
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed.get_content_type() == "multipart/alternative"
+    assert parsed["Subject"] == message.subject
+    assert parsed["From"].addresses[0].display_name == "Sở Nội vụ tỉnh Hải Dương"
+    assert parsed["Message-ID"] == "<run-1%2Freminder%2Fubnd-huyen-thanh-mien@planflow.local>"
+    plain = parsed.get_body(preferencelist=("plain",))
+    html = parsed.get_body(preferencelist=("html",))
+    assert plain.get_content_charset() == "utf-8" and html.get_content_charset() == "utf-8"
+    assert plain.get_content().replace("\r\n", "\n") == message.text
+    assert html.get_content().replace("\r\n", "\n") == message.html
+
+
+def test_safe_key_is_one_to_one_and_safe():
+    assert safe_key("run-1.reminder_x") == "run-1.reminder_x"
+    keys = ["a/b", "a%2Fb", "a b", "../x", "x..y", ".x", "x.", "ý"]
+    safes = [safe_key(k) for k in keys]
+    assert len(set(safes)) == len(keys)
+    for s in safes:
+        assert "/" not in s and " " not in s and not s.startswith(".") and ".." not in s
+    assert len(safe_key("k" * 1000)) <= 180
+    assert safe_key("k" * 1000) != safe_key("k" * 999)
+    with pytest.raises(ValueError):
+        safe_key("")
+
+
+def test_file_channel_writes_one_file_per_key(tmp_path):
+    channel = FileChannel(tmp_path / "outbox")
+    message, mail = _email()
+    first = channel.deliver(mail, "run-1/reminder/ubnd-huyen-thanh-mien")
+    second = channel.deliver(mail, "run-1/reminder/ubnd-huyen-thanh-mien")
+    assert first == second and first.parent == tmp_path / "outbox"
+    _, other = _email("overdue", "run-1/overdue/so-tu-phap")
+    channel.deliver(other, "run-1/overdue/so-tu-phap")
+    channel.deliver(other, "../../escape attempt")
+    files = sorted(p.name for p in (tmp_path / "outbox").iterdir())
+    assert len(files) == 3 and all(name.endswith(".eml") for name in files)
+    assert not list(tmp_path.glob("*.eml"))  # nothing written outside the directory
+    parsed = email.message_from_bytes(first.read_bytes(), policy=email.policy.default)
+    assert parsed["Subject"] == message.subject
+    assert parsed["Subject"].startswith("Nhắc thời hạn: UBND huyện Thanh Miện")
+
+
+# --- SMTP against a real local server ------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class StoringHandler:
+    """An aiosmtpd handler that keeps every envelope and refuses some addresses."""
+
+    def __init__(self, refuse: tuple[str, ...] = ()):
+        self.refuse = set(refuse)
+        self.envelopes = []
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            return "550 5.1.1 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.envelopes.append(envelope)
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def smtp_server():
+    handler = StoringHandler(refuse=("khong-ton-tai@haiduong.example",))
+    controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
+    controller.start()
+    try:
+        yield controller, handler
+    finally:
+        controller.stop()
+
+
+def test_smtp_delivers_vietnamese_mail(smtp_server):
+    controller, handler = smtp_server
+    channel = SmtpChannel(controller.hostname, controller.port, security="none", timeout=5)
+    message, mail = _email()
+    refused = channel.deliver(mail, "run-1/reminder/ubnd-huyen-thanh-mien")
+    assert refused == {}
+    assert len(handler.envelopes) == 1
+    envelope = handler.envelopes[0]
+    assert envelope.rcpt_tos == ["ubnd-huyen-thanh-mien@haiduong.example"]
+    received = email.message_from_bytes(envelope.content, policy=email.policy.default)
+    assert received["Subject"] == message.subject
+    assert received["Message-ID"] == mail["Message-ID"]
+    text = received.get_body(preferencelist=("plain",)).get_content()
+    assert "Kính gửi" in text
+    assert "Kính gửi: Chủ tịch UBND huyện Thanh Miện." in text
+    assert "Ban Dân vận" not in received.get_body(preferencelist=("html",)).get_content()
+
+
+def test_smtp_all_recipients_refused_is_permanent(smtp_server):
+    controller, handler = smtp_server
+    channel = SmtpChannel(controller.hostname, controller.port, security="none", timeout=5)
+    message = render("overdue", sample("overdue"))
+    mail = build_email(
+        message, sender=SENDER, to=["khong-ton-tai@haiduong.example"],
+        message_id="run-1/overdue/x", date=datetime(2022, 12, 12, 1, 0, tzinfo=timezone.utc),
+    )
+    with pytest.raises(DeliveryError) as info:
+        channel.deliver(mail, "run-1/overdue/x")
+    assert info.value.permanent is True
+    assert "550" in str(info.value) and "mailbox unavailable" in str(info.value)
+    assert handler.envelopes == []
+
+
+def test_smtp_partly_refused_returns_the_refused(smtp_server):
+    controller, handler = smtp_server
+    channel = SmtpChannel(controller.hostname, controller.port, security="none", timeout=5)
+    message = render("overdue", sample("overdue"))
+    mail = build_email(
+        message, sender=SENDER,
+        to=["so-tu-phap@haiduong.example", "khong-ton-tai@haiduong.example"],
+        message_id="run-1/overdue/y", date=datetime(2022, 12, 12, 1, 0, tzinfo=timezone.utc),
+    )
+    refused = channel.deliver(mail, "run-1/overdue/y")
+    assert list(refused) == ["khong-ton-tai@haiduong.example"]
+    assert refused["khong-ton-tai@haiduong.example"][0] == 550
+    assert handler.envelopes[0].rcpt_tos == ["so-tu-phap@haiduong.example"]
+
+
+def test_smtp_nothing_listening_is_temporary():
+    channel = SmtpChannel("127.0.0.1", _free_port(), security="none", timeout=5)
+    _, mail = _email()
+    with pytest.raises(DeliveryError) as info:
+        channel.deliver(mail, "run-1/reminder/ubnd-huyen-thanh-mien")
+    assert info.value.permanent is False
+
+
+def test_smtp_settings_from_env_hide_the_password():
+    channel = SmtpChannel.from_env(
+        environ={
+            "PLANFLOW_SMTP_HOST": "mail.haiduong.example",
+            "PLANFLOW_SMTP_SECURITY": "ssl",
+            "PLANFLOW_SMTP_USER": "planflow",
+            "PLANFLOW_SMTP_PASSWORD": "mat-khau-bi-mat",
+        }
+    )
+    assert (channel.host, channel.port, channel.security, channel.user) == (
+        "mail.haiduong.example", 465, "ssl", "planflow",
+    )
+    assert "mat-khau-bi-mat" not in repr(channel)
+    assert "***" in repr(channel)
+    assert SmtpChannel.from_env(environ={"PLANFLOW_SMTP_HOST": "h"}).port == 587
+    with pytest.raises(ValueError, match="PLANFLOW_SMTP_HOST"):
+        SmtpChannel.from_env(environ={})
+    with pytest.raises(ValueError, match="SECURITY"):
+        SmtpChannel.from_env(environ={"PLANFLOW_SMTP_HOST": "h", "PLANFLOW_SMTP_SECURITY": "tls"})
+
+
+def test_notifications_import_neither_prefect_nor_sqlalchemy():
+    code = (
+        "import sys, notifications, notifications.channels, notifications.render;"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('prefect', 'sqlalchemy')];"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
