@@ -1,0 +1,185 @@
+"""The main job end to end: `simulate` through Prefect on the shipped plan and scenario."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import email
+import email.policy
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import PLAN, SCENARIO
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+TZ = dt.timezone(dt.timedelta(hours=7))
+
+
+def _simulate(out_dir: Path, db_url: str):
+    from flows.simulate import run_simulation
+
+    return asyncio.run(run_simulation(PLAN, SCENARIO, out_dir, db_url))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, prefect_harness):
+    out = tmp_path_factory.mktemp("reference")
+    db = f"sqlite:///{out / 'planflow.db'}"
+    return _simulate(out, db), out, db
+
+
+def _expected_status(how, due: dt.datetime) -> str:
+    if how == "never":
+        return "missing"
+    if how == "on_time":
+        return "on_time"
+    when = how if isinstance(how, dt.datetime) else dt.datetime.fromisoformat(how)
+    return "on_time" if when.replace(microsecond=0) <= due else "late"
+
+
+def test_summary_covers_every_unit_with_statuses_from_the_scenario(reference, plan):
+    result, out, _ = reference
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    units = summary["units"]
+    groups = {g: [c for c, u in units.items() if u["group"] == g] for g in ("department", "district", "commune")}
+    assert {g: len(c) for g, c in groups.items()} == {"department": 18, "district": 12, "commune": 235}
+    assert set(groups["department"]) == {u.code for u in plan.registry.group("departments")}
+
+    # the plan's words, read by the calendar: Fri 9/12 end of day; communes 5 working days earlier
+    assert units["so-tu-phap"]["due"] == "2022-12-09T23:59:59+07:00"
+    assert units["ubnd-huyen-gia-loc"]["due"] == "2022-12-09T23:59:59+07:00"
+    assert units["ubnd-tp-chi-linh--phuong-sao-do"]["due"] == "2022-12-02T23:59:59+07:00"
+
+    scenario = yaml.safe_load(SCENARIO.read_text(encoding="utf-8"))
+    for code, unit in units.items():
+        how = scenario["units"].get(code, scenario["default"])["submit"]
+        assert unit["status"] == _expected_status(how, dt.datetime.fromisoformat(unit["due"])), code
+        if unit["status"] == "missing":
+            assert unit["score"] is None and unit["classification"] == "Không đủ điều kiện xếp loại"
+        else:
+            assert 0 < unit["score"] <= 100
+            assert unit["classification"] in {"Tốt", "Khá", "Trung bình", "Yếu"}
+    # the on-time criterion (g7.1, 5 points) is given by the workflow, not by the unit
+    assert units["so-khoa-hoc-va-cong-nghe"]["status"] == "on_time"
+    assert units["ban-quan-ly-cac-kcn"]["status"] == "late"
+
+    assert summary["status"] == "completed"
+    assert summary["review_rounds"] == len(scenario["review"]) == 2
+    stages = {k: dt.datetime.fromisoformat(v) for k, v in summary["stages"].items()}
+    assert set(stages) == {"dissemination", "district_cycle", "self_evaluation", "aggregation", "review",
+                           "publication"}
+    assert stages["dissemination"] < stages["self_evaluation"] <= stages["review"] <= stages["publication"]
+    # the last review decision (approve, 27/12 09:00) releases publication
+    assert stages["publication"] == dt.datetime(2022, 12, 27, 9, tzinfo=TZ)
+
+
+def test_report_lists_units_that_never_reported(reference, plan):
+    result, out, _ = reference
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "# BÁO CÁO" in report
+    assert "Báo cáo lần 2" in report  # the returned report was revised
+    missing = [c for c, u in result.summary["units"].items() if u["status"] == "missing"]
+    assert missing
+    section = report.split("IV. ĐƠN VỊ KHÔNG ĐỦ ĐIỀU KIỆN XẾP LOẠI")[1]
+    for code in missing:
+        assert plan.registry.get(code).name in section
+
+
+def test_outbox_holds_one_readable_message_per_notification(reference, plan):
+    result, out, _ = reference
+    files = sorted((out / "outbox").glob("*.eml"))
+    assert len(files) == result.summary["notifications"]["sent"]
+    recipients = len(plan.registry.group("recipients"))
+    communes = len(plan.registry.group("communes"))
+    # dissemination + district directives + report upward + 2 review requests + 2 results + publication
+    assert len(files) == recipients + communes + 2 + 2 + 2 + recipients
+    msg = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
+    assert msg["Subject"] and msg["To"].endswith(".example.org")
+    body = msg.get_body(("plain",)).get_content()
+    assert "Kính gửi" in body
+
+
+def test_second_run_on_the_same_db_changes_nothing(reference):
+    result, out, db = reference
+    before = sorted(p.name for p in (out / "outbox").glob("*.eml"))
+    again = _simulate(out, db)
+    assert again.summary == result.summary
+    assert sorted(p.name for p in (out / "outbox").glob("*.eml")) == before
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_same_result_on_postgresql(reference, tmp_path, db_url):
+    result = _simulate(tmp_path, db_url)
+    ref = reference[0].summary
+    assert result.summary["units"] == ref["units"]
+    assert result.summary["stages"] == ref["stages"]
+    assert result.summary["review_rounds"] == ref["review_rounds"]
+
+
+def _count(db_path: Path, table: str) -> int:
+    with sqlite3.connect(db_path) as conn:
+        return conn.execute(f"select count(*) from {table}").fetchone()[0]
+
+
+def test_killed_run_resumes_to_the_same_summary(reference, tmp_path):
+    from prefect.settings import PREFECT_API_URL
+
+    out = tmp_path / "out"
+    db_path = tmp_path / "killed.db"
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    cmd = [sys.executable, "-m", "flows.cli", "simulate", str(PLAN), "--scenario", str(SCENARIO),
+           "--out", str(out), "--db", f"sqlite:///{db_path}"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        # kill it once the communes have started reporting, well before the end
+        while time.monotonic() < deadline and proc.poll() is None:
+            if db_path.exists():
+                try:
+                    if _count(db_path, "submissions") > 50:
+                        break
+                except sqlite3.OperationalError:
+                    pass
+            time.sleep(0.2)
+        assert proc.poll() is None, f"simulate ended before it could be killed: {proc.stderr.read()!r}"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not (out / "summary.json").exists()
+
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    ref = reference[0].summary
+    for key in ("units", "review_rounds", "stages", "notifications", "status"):
+        assert summary[key] == ref[key], key
+    ref_db = reference[2].removeprefix("sqlite:///")
+    for table in ("submissions", "work_items", "outbox", "reports", "instances"):
+        assert _count(db_path, table) == _count(Path(ref_db), table), table
+    assert len(list((out / "outbox").glob("*.eml"))) == ref["notifications"]["sent"]
+
+
+def test_scenario_naming_an_unknown_unit_is_refused_before_anything_runs(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("default: {submit: on_time}\nunits:\n  so-tu-phap: {submit: never}\n"
+                   "  so-khong-ton-tai: {submit: never}\n", encoding="utf-8")
+    db = tmp_path / "never.db"
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "simulate", str(PLAN), "--scenario", str(bad),
+                           "--out", str(tmp_path / "out"), "--db", f"sqlite:///{db}"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "so-khong-ton-tai" in done.stderr and "bad.yaml:4" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not db.exists() and not (tmp_path / "out").exists()
