@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from engine import outbox
 from engine import store as s
 
 
@@ -27,8 +28,17 @@ def instances_status(url: str) -> list[dict]:
                        for r in conn.execute(select(s.tokens).where(
                            s.tokens.c.instance_id.in_(tree), s.tokens.c.status == "ready",
                            s.tokens.c.last_error.is_not(None)))]
-            incidents = [f"{r.kind} to {r.recipient}: {r.last_error}" for r in conn.execute(
-                select(s.outbox).where(s.outbox.c.instance_id.in_(tree), s.outbox.c.status == "failed"))]
+            incidents = [f"#{r.id} {r.kind} to {r.recipient} after {r.attempts} attempt(s): {r.last_error} "
+                         f"(retry: planflow notifications --retry)" for r in conn.execute(
+                select(s.outbox).where(s.outbox.c.instance_id.in_(tree), s.outbox.c.status == "failed")
+                .order_by(s.outbox.c.id))]
+            # a row left in 'sending' past its lease: its deliverer died; the next delivery takes it over
+            cutoff = outbox.now() - outbox.lease()
+            incidents += [f"#{r.id} {r.kind} to {r.recipient} left sending by {r.claimed_by} since "
+                          f"{r.claimed_at.isoformat()}: the next delivery run sends it (maybe a second time)"
+                          for r in conn.execute(select(s.outbox).where(
+                              s.outbox.c.instance_id.in_(tree), s.outbox.c.status == "sending",
+                              s.outbox.c.claimed_at < cutoff).order_by(s.outbox.c.id))]
             out.append({
                 "key": root.key, "status": root.status,
                 "clock_at": root.clock_at.isoformat() if root.clock_at else None,

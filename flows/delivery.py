@@ -1,48 +1,149 @@
-"""Deliver the outbox: render each pending row and hand it to the configured channel.
+"""Deliver the outbox: claim each deliverable row, render it, hand it to the channel.
 
 The file channel (``.eml`` files in an outbox folder) is the default, so the embedded
-setup needs no mail server. A row is marked sent only after its channel accepted it;
-its idempotency key names the file (and the Message-ID), so a retry after a crash
-between delivery and marking overwrites the same file instead of adding one.
+setup needs no mail server. With ``PLANFLOW_SMTP_HOST`` set, mail goes out by SMTP:
+``PLANFLOW_SMTP_PORT``, ``PLANFLOW_SMTP_SECURITY`` (starttls | ssl | none),
+``PLANFLOW_SMTP_USER``, ``PLANFLOW_SMTP_TIMEOUT`` and the password, either from
+``PLANFLOW_SMTP_PASSWORD`` or, better, from a Prefect Secret block named by
+``PLANFLOW_SMTP_PASSWORD_BLOCK`` (the block wins when both are set). The password is
+read when a delivery run starts, never stored in the repository nor logged.
+
+Each row is claimed before it is sent and marked after (see ``engine/outbox.py`` for
+what "exactly once" means per channel); its key is the file name and the Message-ID.
+Temporary failures leave the row ``pending`` with its attempt counted, and
+:func:`deliver_pending` raises :class:`NotDeliveredYet` so that the Prefect task
+``deliver_notifications`` retries with exponential backoff; permanent failures, and rows
+out of attempts, become ``failed`` (incidents) and do not fail the run.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 
 from engine import outbox
 from flows.runtime import RunRef, engine_for, root_id
 from notifications import DeliveryError, FileChannel, SmtpChannel, build_email, render
 
+log = logging.getLogger("planflow.delivery")
+
+DEFAULT_BACKOFF_SECONDS = 10.0
+
+
+class NotDeliveredYet(RuntimeError):
+    """Some notifications failed for a reason that may pass; they stay pending."""
+
+
+def backoff_seconds() -> float:
+    """First retry delay of the delivery task; each further retry waits twice as long."""
+    text = os.environ.get("PLANFLOW_OUTBOX_BACKOFF_SECONDS")
+    if text in (None, ""):
+        return DEFAULT_BACKOFF_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"PLANFLOW_OUTBOX_BACKOFF_SECONDS must be a number, not {text!r}") from None
+    return max(value, 0.0)
+
+
+def smtp_channel(environ=None) -> SmtpChannel:
+    """The SMTP channel configured by ``PLANFLOW_SMTP_*``, password from a Secret block if named."""
+    env = dict(os.environ if environ is None else environ)
+    block = env.get("PLANFLOW_SMTP_PASSWORD_BLOCK")
+    if block:
+        from prefect.blocks.system import Secret
+
+        try:
+            secret = Secret.load(block).get()
+        except Exception as exc:  # noqa: BLE001 - say which block, never what it holds
+            raise ValueError(f"cannot load the Prefect Secret block {block!r} named by "
+                             f"PLANFLOW_SMTP_PASSWORD_BLOCK: {type(exc).__name__}") from None
+        if not isinstance(secret, str):
+            raise ValueError(f"the Prefect Secret block {block!r} must hold a string (the SMTP password)")
+        env["PLANFLOW_SMTP_PASSWORD"] = secret
+    return SmtpChannel.from_env(environ=env)
+
 
 def channel_for(ref: RunRef):
     if os.environ.get("PLANFLOW_SMTP_HOST"):
-        return SmtpChannel.from_env()
+        return smtp_channel()
     return FileChannel(ref.outbox_dir)
 
 
-def deliver_pending(ref: RunRef, as_of: dt.datetime) -> int:
-    engine = engine_for(ref)
-    plan = engine.plan
-    tree = engine.tree(root_id(ref))
-    channel = channel_for(ref)
+def _sender(plan) -> str:
     coordinator = (plan.registry.group("coordinators") or [None])[0]
-    sender = os.environ.get("PLANFLOW_MAIL_FROM") or (coordinator.email if coordinator else "planflow@localhost")
+    return os.environ.get("PLANFLOW_MAIL_FROM") or (coordinator.email if coordinator else "planflow@localhost")
+
+
+def _address(plan, row, context: dict) -> str:
+    """The recipient's address: from the registry (so a corrected address is used on retry)."""
+    unit = plan.registry.get(row.recipient)
+    if unit is not None and unit.email:
+        return unit.email
+    email = (context.get("recipient") or {}).get("email")
+    if not email:
+        raise LookupError(f"no e-mail address for '{row.recipient}' in the registry nor in the notification")
+    return email
+
+
+def deliver_pending(ref: RunRef, as_of: dt.datetime, *, only: list[int] | None = None,
+                    max_attempts: int | None = None, channel=None, logger=None) -> int:
+    """Deliver the deliverable rows of ``ref``'s instance tree (every instance of its
+    definition when ``ref.root_key`` is empty; only the rows ``only`` if given); return
+    how many were sent.
+
+    Raises :class:`NotDeliveredYet` when some rows failed temporarily and are still
+    pending: call again later (the Prefect task does, with backoff). ``max_attempts``
+    overrides ``PLANFLOW_OUTBOX_MAX_ATTEMPTS``; ``channel`` the configured channel.
+    """
+    logger = logger or log
+    engine = engine_for(ref)
+    plan, db = engine.plan, engine.db
+    limit = outbox.max_attempts() if max_attempts is None else max_attempts
+    tree = engine.tree(root_id(ref))
+    rows = outbox.deliverable(db, instance_ids=tree, definition_id=plan.id if tree is None else None, ids=only)
+    if not rows:
+        return 0
+    channel = channel or channel_for(ref)
+    sender = _sender(plan)
+    owner = outbox.worker_id()
     sent = 0
-    transient: list[str] = []
-    for row in outbox.pending(engine.db, instance_ids=tree, limit=100_000):
-        unit = plan.registry.get(row.recipient)
-        message = render(row.kind, outbox.decode(row.context), template_dir=plan.template_dir)
-        email = build_email(message, sender=sender, to=[unit.email], message_id=row.key, date=as_of)
+    retrying: list[str] = []
+    for row in rows:
+        if not outbox.claim(db, row, owner):
+            continue  # another deliverer has it
+        if row.status == "sending":
+            logger.warning("notification %s: taking over from %s, whose claim of %s has lapsed; "
+                           "it may have been sent already", row.key, row.claimed_by, row.claimed_at)
+        try:
+            context = outbox.decode(row.context)
+            message = render(row.kind, context, template_dir=plan.template_dir)
+            email = build_email(message, sender=sender, to=[_address(plan, row, context)],
+                                message_id=row.key, date=as_of)
+        except Exception as exc:  # noqa: BLE001 - a template or address problem: fix, then --retry
+            status = outbox.release(db, row.id, owner, f"{type(exc).__name__}: {exc}", permanent=True)
+            logger.error("notification %s to %s cannot be built: %s (%s)", row.kind, row.recipient, exc, status)
+            continue
         try:
             channel.deliver(email, row.key)
         except DeliveryError as exc:
-            outbox.mark_failed(engine.db, row.id, str(exc), permanent=exc.permanent)
-            if not exc.permanent:
-                transient.append(f"{row.recipient}: {exc}")
+            error, permanent = str(exc), exc.permanent
+        except Exception as exc:  # noqa: BLE001 - a channel bug: count it, try again later
+            error, permanent = f"{type(exc).__name__}: {exc}", False
+        else:
+            if outbox.mark_sent(db, row.id, owner, as_of):
+                sent += 1
+            else:
+                logger.warning("notification %s was sent but its claim was taken over meanwhile", row.key)
             continue
-        sent += outbox.mark_sent(engine.db, row.id, as_of)
-    if transient:
-        raise RuntimeError(f"{len(transient)} notification(s) not delivered yet, will retry: {transient[0]}")
+        status = outbox.release(db, row.id, owner, error, permanent=permanent, limit=limit)
+        if status == "pending":
+            retrying.append(f"{row.recipient}: {error}")
+        elif status == "failed":
+            logger.error("notification %s to %s failed%s: %s — see `planflow notifications`",
+                         row.kind, row.recipient, "" if permanent else " after its last attempt", error)
+    if retrying:
+        logger.warning("%d notification(s) not delivered, will retry; first: %s", len(retrying), retrying[0])
+        raise NotDeliveredYet(f"{len(retrying)} notification(s) not delivered yet, will retry: {retrying[0]}")
     return sent

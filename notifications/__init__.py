@@ -7,7 +7,7 @@ channels). No Prefect and no SQL here.
 """
 
 from ._filters import vn_date, vn_datetime
-from .channels import DeliveryError, FileChannel, SmtpChannel, build_email, safe_key
+from .channels import DeliveryError, FileChannel, SmtpChannel, build_email, message_id_for, safe_key
 from .render import (
     KINDS,
     PACKAGE_TEMPLATE_DIR,
@@ -31,6 +31,7 @@ __all__ = [
     "TemplateError",
     "TemplateProblem",
     "build_email",
+    "message_id_for",
     "check_template",
     "render",
     "safe_key",

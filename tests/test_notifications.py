@@ -24,6 +24,7 @@ from notifications import (
     SmtpChannel,
     TemplateError,
     build_email,
+    message_id_for,
     check_template,
     render,
     safe_key,
@@ -271,7 +272,8 @@ def test_build_email_is_multipart_alternative_with_encoded_headers():
     assert parsed.get_content_type() == "multipart/alternative"
     assert parsed["Subject"] == message.subject
     assert parsed["From"].addresses[0].display_name == "Sở Nội vụ tỉnh Hải Dương"
-    assert parsed["Message-ID"] == "<run-1%2Freminder%2Fubnd-huyen-thanh-mien@planflow.local>"
+    assert parsed["Message-ID"] == message_id_for("run-1/reminder/ubnd-huyen-thanh-mien")
+    assert message_id_for("run-1/reminder/x") != message_id_for("run-1/reminder/y")
     plain = parsed.get_body(preferencelist=("plain",))
     html = parsed.get_body(preferencelist=("html",))
     assert plain.get_content_charset() == "utf-8" and html.get_content_charset() == "utf-8"
