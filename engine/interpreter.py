@@ -12,9 +12,10 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.engine import Connection, Engine as SqlEngine
 
+from engine import ladder
 from engine import store as s
 from engine.expressions import evaluate_condition, parse_collection
 from engine.loader import Plan, _resolve_due
@@ -22,6 +23,19 @@ from engine.model import Element, Process, Unit
 from engine.services import HANDLERS, StepContext
 
 ACTOR = "engine"
+
+# Statements of the hot paths, built once: a transition runs a handful of them, a plan
+# cycle thousands, and building a statement costs more than executing its cached compile.
+_INSTANCE = select(s.instances).where(s.instances.c.id == bindparam("_iid"))
+_CLAIM = (update(s.tokens).where(s.tokens.c.id == bindparam("_tid"), s.tokens.c.status == bindparam("_from"))
+          .values(status=bindparam("_to")))
+_CLAIM_CLOSING = (update(s.tokens).where(s.tokens.c.id == bindparam("_tid"), s.tokens.c.status == bindparam("_from"))
+                  .values(status=bindparam("_to"), completed_at=bindparam("_at")))
+_OPEN_TOKENS = select(func.count()).select_from(s.tokens).where(
+    s.tokens.c.instance_id == bindparam("_iid"), s.tokens.c.status.in_(("active", "waiting", "ready")))
+_SIBLINGS_LEFT = select(func.count()).select_from(s.instances).where(
+    s.instances.c.parent_token_id == bindparam("_ptid"), s.instances.c.status != "completed")
+_AUDIT = s.audit.insert()
 
 
 class SubmissionError(ValueError):
@@ -76,20 +90,39 @@ class Engine:
 
     def _create_instance(self, conn, key, process_id, parent_id, parent_token_id, scope_unit,
                          as_of, variables) -> int:
-        conn.execute(s.insert_ignore(conn, s.instances).values(
-            key=key, definition_id=self.plan.id, definition_digest=self.plan.digest,
-            process_id=process_id, parent_id=parent_id, parent_token_id=parent_token_id,
-            scope_unit=scope_unit, status="running", started_at=as_of, variables=variables))
-        iid = conn.scalar(select(s.instances.c.id).where(s.instances.c.key == key))
-        start = self.plan.definition.process(process_id).start
-        conn.execute(s.insert_ignore(conn, s.tokens).values(
-            key=f"{iid}:{start.id}", instance_id=iid, element_id=start.id, status="active",
-            created_at=as_of))
-        _audit(conn, as_of, iid, ACTOR, "instance.started", detail={"key": key, "process": process_id})
-        return iid
+        return self._create_instances(conn, [key], process_id, parent_id, parent_token_id, [scope_unit],
+                                      as_of, variables)[0]
 
-    def tree(self, root_id: int) -> list[int]:
-        """The ids of an instance and of every sub-process instance below it."""
+    def _create_instances(self, conn, keys: list[str], process_id, parent_id, parent_token_id,
+                          scope_units: list, as_of, variables) -> list[int]:
+        """One instance of ``process_id`` per key, each with its start token; a key started
+        before is left as it is. The same rows, in the same order, as one key at a time, in
+        three statements (plus one to look up keys started before)."""
+        created = {key: iid for iid, key in conn.execute(
+            s.insert_ignore(conn, s.instances).returning(s.instances.c.id, s.instances.c.key),
+            [dict(key=key, definition_id=self.plan.id, definition_digest=self.plan.digest,
+                  process_id=process_id, parent_id=parent_id, parent_token_id=parent_token_id,
+                  scope_unit=scope_unit, status="running", started_at=as_of, variables=variables)
+             for key, scope_unit in zip(keys, scope_units)])}
+        before = [key for key in keys if key not in created]  # started before: nothing to do again
+        known = {}
+        for i in range(0, len(before), 1000):
+            known.update(conn.execute(select(s.instances.c.key, s.instances.c.id)
+                                      .where(s.instances.c.key.in_(before[i:i + 1000]))).all())
+        new = [(key, created[key]) for key in keys if key in created]
+        if new:
+            start = self.plan.definition.process(process_id).start
+            conn.execute(s.insert_ignore(conn, s.tokens), [dict(
+                key=f"{iid}:{start.id}", instance_id=iid, element_id=start.id, status="active",
+                created_at=as_of) for _, iid in new])
+            conn.execute(_AUDIT, [_audit_row(as_of, iid, ACTOR, "instance.started",
+                                             detail={"key": key, "process": process_id}) for key, iid in new])
+        return [created.get(key) or known.get(key) for key in keys]
+
+    def tree(self, root_id: int | None) -> list[int] | None:
+        """The ids of an instance and of every sub-process instance below it (None: all)."""
+        if root_id is None:
+            return None
         with self.db.connect() as conn:
             return self._tree(conn, root_id)
 
@@ -116,20 +149,21 @@ class Engine:
                 batch = conn.execute(q).all()
             if not batch:
                 return moved
-            for token_id, iid, element_id in batch:
-                with self.db.begin() as conn:
-                    inst = conn.execute(select(s.instances).where(s.instances.c.id == iid)).one()
-                    proc = self.plan.definition.process(inst.process_id)
-                    element = proc.element(element_id)
-                    _ON_ARRIVAL[element.type](self, conn, inst, proc, element, token_id, as_of)
-                moved += 1
+            with self.db.connect() as conn:
+                for token_id, iid, element_id in batch:
+                    with conn.begin():  # one transaction per transition
+                        inst = conn.execute(_INSTANCE, {"_iid": iid}).one()
+                        proc = self.plan.definition.process(inst.process_id)
+                        element = proc.element(element_id)
+                        _ON_ARRIVAL[element.type](self, conn, inst, proc, element, token_id, as_of)
+                    moved += 1
 
     def _claim(self, conn, token_id: int, new_status: str, as_of, *, from_status="active") -> bool:
-        values = {"status": new_status}
+        params = {"_tid": token_id, "_from": from_status, "_to": new_status}
         if new_status in ("completed", "cancelled"):
-            values["completed_at"] = as_of
-        res = conn.execute(update(s.tokens).where(s.tokens.c.id == token_id,
-                                                  s.tokens.c.status == from_status).values(**values))
+            res = conn.execute(_CLAIM_CLOSING, {**params, "_at": as_of})
+        else:
+            res = conn.execute(_CLAIM, params)
         return res.rowcount == 1
 
     def _emit(self, conn, iid: int, key_prefix: str, targets: Iterable[str], as_of) -> None:
@@ -149,8 +183,7 @@ class Engine:
     def _on_end(self, conn, inst, proc, element, token_id, as_of):
         if not self._claim(conn, token_id, "completed", as_of):
             return
-        open_tokens = conn.scalar(select(func.count()).select_from(s.tokens).where(
-            s.tokens.c.instance_id == inst.id, s.tokens.c.status.in_(("active", "waiting", "ready"))))
+        open_tokens = conn.scalar(_OPEN_TOKENS, {"_iid": inst.id})
         if open_tokens:
             return
         done = conn.execute(update(s.instances).where(s.instances.c.id == inst.id,
@@ -160,9 +193,7 @@ class Engine:
             return
         _audit(conn, as_of, inst.id, ACTOR, "instance.completed")
         if inst.parent_token_id is not None:
-            left = conn.scalar(select(func.count()).select_from(s.instances).where(
-                s.instances.c.parent_token_id == inst.parent_token_id,
-                s.instances.c.status != "completed"))
+            left = conn.scalar(_SIBLINGS_LEFT, {"_ptid": inst.parent_token_id})
             if left == 0:
                 self._finish_waiting(conn, inst.parent_id, inst.parent_token_id, as_of)
 
@@ -170,7 +201,7 @@ class Engine:
         """Complete a token that waited (on units, children or a timer) and move on."""
         if not self._claim(conn, token_id, "completed", as_of, from_status="waiting"):
             return False
-        inst = conn.execute(select(s.instances).where(s.instances.c.id == iid)).one()
+        inst = conn.execute(_INSTANCE, {"_iid": iid}).one()
         element_id = conn.scalar(select(s.tokens.c.element_id).where(s.tokens.c.id == token_id))
         element = self.plan.definition.process(inst.process_id).element(element_id)
         conn.execute(update(s.timers).where(s.timers.c.token_id == token_id,
@@ -215,9 +246,11 @@ class Engine:
         if not self._claim(conn, token_id, "waiting", as_of):
             return
         conn.execute(update(s.tokens).where(s.tokens.c.id == token_id).values(due_at=due))
+        step, next_notice = ladder.start(self.plan, element, due, as_of)
         conn.execute(s.insert_ignore(conn, s.work_items), [
             dict(token_id=token_id, instance_id=inst.id, element_id=element.id, unit_code=u.code,
-                 status="open", opened_at=as_of, due_at=due) for u in units])
+                 status="open", opened_at=as_of, due_at=due, ladder_step=step, next_notice_at=next_notice)
+            for u in units])
         cal = self.plan.calendar
         timers = []
         for b in element.boundary:
@@ -236,9 +269,8 @@ class Engine:
             return self._pass_through(conn, inst, proc, element, token_id, as_of)
         if not self._claim(conn, token_id, "waiting", as_of):
             return
-        for scope in scopes:
-            self._create_instance(conn, f"{inst.key}/{element.id}/{scope}", element.process, inst.id,
-                                  token_id, scope, as_of, {})
+        self._create_instances(conn, [f"{inst.key}/{element.id}/{scope}" for scope in scopes], element.process,
+                               inst.id, token_id, scopes, as_of, {})
 
     # --- units -----------------------------------------------------------------------
 
@@ -251,13 +283,24 @@ class Engine:
             if term.group is None:
                 members = [reg.get(scope_unit)] if scope_unit else []
             elif term.of_scope:
-                members = [u for u in reg.group(term.group) if u.parent == scope_unit]
+                members = self._children(term.group).get(scope_unit, [])
             else:
                 members = reg.group(term.group)
             for u in members:
                 if u is not None and u.valid_on(day):
                     out.setdefault(u.code, u)
         return list(out.values())
+
+    def _children(self, group: str) -> dict[str | None, list[Unit]]:
+        """The members of a registry group by parent, in registry order (built once per plan)."""
+        key = ("children", group)
+        index = self.plan._cache.get(key)
+        if index is None:
+            index = {}
+            for u in self.plan.registry.group(group):
+                index.setdefault(u.parent, []).append(u)
+            self.plan._cache[key] = index
+        return index
 
     # --- service steps ---------------------------------------------------------------
 
@@ -297,14 +340,16 @@ class Engine:
         for token_id in token_ids:
             try:
                 with self.db.begin() as conn:
-                    tok = conn.execute(select(s.tokens).where(s.tokens.c.id == token_id)).one()
-                    if tok.status != "ready":
+                    # claim first: a second worker blocks on the row (PostgreSQL) or the write
+                    # lock (SQLite), then finds it claimed and runs nothing
+                    if not self._claim(conn, token_id, "running", as_of, from_status="ready"):
                         continue
-                    inst = conn.execute(select(s.instances).where(s.instances.c.id == tok.instance_id)).one()
+                    tok = conn.execute(select(s.tokens).where(s.tokens.c.id == token_id)).one()
+                    inst = conn.execute(_INSTANCE, {"_iid": tok.instance_id}).one()
                     element = self.plan.definition.process(inst.process_id).element(tok.element_id)
                     handler = HANDLERS["send" if element.type == "sendTask" else element.handler]
                     handler(StepContext(self, conn, inst, element, tok, as_of))
-                    if not self._claim(conn, token_id, "completed", as_of, from_status="ready"):
+                    if not self._claim(conn, token_id, "completed", as_of, from_status="running"):
                         continue
                     self._emit(conn, inst.id, str(token_id), element.next, as_of)
                     _audit(conn, as_of, inst.id, ACTOR, "element.completed", element.id)
@@ -315,6 +360,86 @@ class Engine:
                         attempts=s.tokens.c.attempts + 1, last_error=f"{type(exc).__name__}: {exc}"))
                 raise
         return done
+
+    # --- operating -------------------------------------------------------------------
+
+    def _elements_named(self, element_id: str) -> list[Element]:
+        found = [e for p in [self.plan.definition.main, *self.plan.definition.subprocesses]
+                 for e in p.elements if e.id == element_id]
+        if not found:
+            steps = sorted({e.id for p in [self.plan.definition.main, *self.plan.definition.subprocesses]
+                            for e in p.elements if e.type in ("serviceTask", "sendTask")})
+            raise ValueError(f"'{element_id}' is not a step of '{self.plan.id}'; steps: {', '.join(steps)}")
+        return found
+
+    def retrigger(self, root_id: int, element_id: str, *, unit: str | None, actor: str, reason: str,
+                  as_of: dt.datetime) -> int:
+        """Make a stalled step runnable again and put its failed letters back in the outbox.
+
+        Records who and why in the audit log. A step that is not stalled is left alone
+        (re-triggering twice changes nothing); returns how many tokens and letters were reset.
+        """
+        from engine import outbox
+
+        self._elements_named(element_id)
+        if unit is not None and unit not in self.plan.registry:
+            raise ValueError(f"unit '{unit}' is not in registry '{self.plan.registry.id}'")
+        if not reason.strip():
+            raise ValueError("give a reason: it is kept in the audit log")
+        with self.db.begin() as conn:
+            tree = self._tree(conn, root_id)
+            q = (select(s.tokens.c.id, s.tokens.c.instance_id, s.tokens.c.last_error, s.tokens.c.attempts)
+                 .join(s.instances, s.instances.c.id == s.tokens.c.instance_id)
+                 .where(s.tokens.c.instance_id.in_(tree), s.tokens.c.element_id == element_id,
+                        s.tokens.c.status == "ready"))
+            if unit is not None:
+                q = q.where(s.instances.c.scope_unit == unit)
+            stalled = conn.execute(q).all()
+            for tok in stalled:
+                conn.execute(update(s.tokens).where(s.tokens.c.id == tok.id).values(attempts=0, last_error=None))
+                _audit(conn, as_of, tok.instance_id, actor, "step.retriggered", element_id, unit,
+                       detail={"reason": reason, "previous_attempts": tok.attempts, "previous_error": tok.last_error})
+            q = select(s.outbox.c.id).where(s.outbox.c.instance_id.in_(tree), s.outbox.c.element_id == element_id,
+                                            s.outbox.c.status == "failed")
+            if unit is not None:
+                q = q.where(s.outbox.c.recipient == unit)
+            failed_letters = list(conn.scalars(q))
+        requeued = outbox.requeue_failed(self.db, failed_letters, actor=actor, reason=reason, at=as_of)
+        return len(stalled) + len(requeued)
+
+    def stalled(self, root_id: int) -> list[dict]:
+        """What needs an operator: steps that failed after their retries, failed letters,
+        units past their final escalation whose task is still open, incidents recorded."""
+        out: list[dict] = []
+        with self.db.connect() as conn:
+            tree = self._tree(conn, root_id)
+            for tok in conn.execute(select(s.tokens.c.id, s.tokens.c.element_id, s.tokens.c.attempts,
+                                           s.tokens.c.last_error, s.instances.c.scope_unit)
+                                    .join(s.instances, s.instances.c.id == s.tokens.c.instance_id)
+                                    .where(s.tokens.c.instance_id.in_(tree), s.tokens.c.status == "ready",
+                                           s.tokens.c.last_error.is_not(None))):
+                out.append({"kind": "step-failed", "step": tok.element_id, "unit": tok.scope_unit,
+                            "detail": f"{tok.attempts} attempt(s): {tok.last_error}"})
+            for row in conn.execute(select(s.outbox.c.element_id, s.outbox.c.recipient, s.outbox.c.kind,
+                                           s.outbox.c.last_error)
+                                    .where(s.outbox.c.instance_id.in_(tree), s.outbox.c.status == "failed")):
+                out.append({"kind": "notification-failed", "step": row.element_id, "unit": row.recipient,
+                            "detail": f"{row.kind}: {row.last_error}"})
+            items = conn.execute(select(s.work_items.c.unit_code, s.work_items.c.element_id,
+                                        s.work_items.c.ladder_step, s.work_items.c.due_at, s.instances.c.process_id)
+                                 .join(s.instances, s.instances.c.id == s.work_items.c.instance_id)
+                                 .where(s.work_items.c.instance_id.in_(tree), s.work_items.c.status == "open",
+                                        s.work_items.c.next_notice_at.is_(None), s.work_items.c.ladder_step > 0)).all()
+            for it in items:
+                element = self.plan.definition.process(it.process_id).element(it.element_id)
+                if element.escalations:
+                    out.append({"kind": "past-final-escalation", "step": it.element_id, "unit": it.unit_code,
+                                "detail": f"due {it.due_at.isoformat()}"})
+            for row in conn.execute(select(s.audit).where(s.audit.c.instance_id.in_(tree),
+                                                          s.audit.c.action == "incident")):
+                out.append({"kind": "incident", "step": row.element_id, "unit": row.unit_code,
+                            "detail": (row.detail or {}).get("message", "")})
+        return out
 
     # --- submissions -----------------------------------------------------------------
 
@@ -345,9 +470,14 @@ class Engine:
             items: dict[str, list] = {}
             for row in conn.execute(q.order_by(s.work_items.c.id)):
                 items.setdefault(row.unit_code, []).append(row)
-            existing = {r.work_item_id: r for r in conn.execute(select(
+            # earlier submissions matter only for work items no longer open (a re-sent answer)
+            closed_ids = [r.id for rows in items.values() for r in rows if r.status != "open"]
+            existing = {r.work_item_id: r for i in range(0, len(closed_ids), 1000) for r in conn.execute(select(
                 s.submissions.c.work_item_id, s.submissions.c.submitted_at, s.submissions.c.payload)
-                .where(s.submissions.c.unit_code.in_(codes)))}
+                .where(s.submissions.c.work_item_id.in_(closed_ids[i:i + 1000])))}
+            instance_ids = sorted({r.instance_id for rows in items.values() for r in rows})
+            process_of = dict(conn.execute(select(s.instances.c.id, s.instances.c.process_id)
+                                           .where(s.instances.c.id.in_(instance_ids))).all())
             inserts, accepted = [], []
             for sub in batch:
                 unit = reg.get(sub.unit)
@@ -381,8 +511,7 @@ class Engine:
                                     f"({', '.join(w.element_id for w in open_items)}); name the element")
                     continue
                 w = open_items[0]
-                inst = conn.execute(select(s.instances.c.process_id).where(s.instances.c.id == w.instance_id)).one()
-                element = self.plan.definition.process(inst.process_id).element(w.element_id)
+                element = self.plan.definition.process(process_of[w.instance_id]).element(w.element_id)
                 late = sub.submitted_at.replace(microsecond=0) > w.due_at
                 try:
                     total = score_payload(self.plan.forms[element.form], sub.payload, late)
@@ -394,12 +523,44 @@ class Engine:
                 accepted.append((w, sub, late, element))
             if problems:
                 raise SubmissionError(problems)
-            if not inserts:
+            # claim each work item (open -> submitted) before writing anything else: a worker
+            # that lost the race to the same item finds it claimed and records nothing
+            won = []
+            if conn.dialect.update_returning:
+                # the same claims in two statements, not one per item: every open item of the
+                # batch at once (the first submission of an item in the batch wins it), then
+                # each won item gets its time and lateness
+                ids = [w.id for w, *_ in accepted]
+                claimed: set[int] = set()
+                for i in range(0, len(ids), 1000):
+                    claimed.update(conn.scalars(
+                        update(s.work_items).where(s.work_items.c.id.in_(ids[i:i + 1000]),
+                                                   s.work_items.c.status == "open")
+                        .values(status="submitted").returning(s.work_items.c.id)))
+                for row, entry in zip(inserts, accepted):
+                    if entry[0].id in claimed:
+                        claimed.discard(entry[0].id)
+                        won.append((row, entry))
+                if won:
+                    conn.execute(update(s.work_items).where(s.work_items.c.id == bindparam("_wid"))
+                                 .values(submitted_at=bindparam("_submitted_at"), late=bindparam("_late"),
+                                         next_notice_at=None),
+                                 [{"_wid": w.id, "_submitted_at": sub.submitted_at, "_late": late}
+                                  for _, (w, sub, late, _e) in won])
+            else:  # an SQLite older than 3.35: one claim per item
+                for row, entry in zip(inserts, accepted):
+                    w, sub, late, _ = entry
+                    claimed = conn.execute(
+                        update(s.work_items).where(s.work_items.c.id == w.id, s.work_items.c.status == "open")
+                        .values(status="submitted", submitted_at=sub.submitted_at, late=late, next_notice_at=None)
+                    ).rowcount
+                    if claimed:
+                        won.append((row, entry))
+            if not won:
                 return 0
+            inserts, accepted = [r for r, _ in won], [e for _, e in won]
             conn.execute(s.insert_ignore(conn, s.submissions), inserts)
             for w, sub, late, element in accepted:
-                conn.execute(update(s.work_items).where(s.work_items.c.id == w.id, s.work_items.c.status == "open")
-                             .values(status="submitted", submitted_at=sub.submitted_at, late=late))
                 if element.output:
                     inst = conn.execute(select(s.instances).where(s.instances.c.id == w.instance_id)).one()
                     rounds = (inst.variables or {}).get(element.output, {}).get("round", 0) + 1
@@ -418,9 +579,38 @@ class Engine:
             return
         still_open = set(conn.scalars(select(s.work_items.c.token_id).where(
             s.work_items.c.token_id.in_(token_ids), s.work_items.c.status == "open").distinct()))
-        for token_id in sorted(token_ids - still_open):
+        done = sorted(token_ids - still_open)
+        if len(done) > 1 and conn.dialect.update_returning:
+            return self._finish_waiting_many(conn, done, as_of)
+        for token_id in done:
             iid = conn.scalar(select(s.tokens.c.instance_id).where(s.tokens.c.id == token_id))
             self._finish_waiting(conn, iid, token_id, as_of)
+
+    def _finish_waiting_many(self, conn, token_ids: list[int], as_of) -> None:
+        """``_finish_waiting`` for many tokens in a few statements: the same rows, in the same
+        order, as finishing them one by one (ascending token id)."""
+        claimed = set(conn.scalars(update(s.tokens).where(s.tokens.c.id.in_(token_ids),
+                                                          s.tokens.c.status == "waiting")
+                                   .values(status="completed", completed_at=as_of).returning(s.tokens.c.id)))
+        if not claimed:
+            return
+        rows = {r.id: r for r in conn.execute(
+            select(s.tokens.c.id, s.tokens.c.instance_id, s.tokens.c.element_id, s.instances.c.process_id)
+            .join(s.instances, s.instances.c.id == s.tokens.c.instance_id).where(s.tokens.c.id.in_(claimed)))}
+        conn.execute(update(s.timers).where(s.timers.c.token_id.in_(claimed), s.timers.c.fired_at.is_(None))
+                     .values(cancelled=True))
+        emitted, audits = [], []
+        for token_id in token_ids:
+            if token_id not in claimed:
+                continue
+            r = rows[token_id]
+            element = self.plan.definition.process(r.process_id).element(r.element_id)
+            emitted += [dict(key=f"{token_id}>{t}", instance_id=r.instance_id, element_id=t, status="active",
+                             created_at=as_of) for t in element.next]
+            audits.append(_audit_row(as_of, r.instance_id, ACTOR, "element.completed", element.id))
+        if emitted:
+            conn.execute(s.insert_ignore(conn, s.tokens), emitted)
+        conn.execute(_AUDIT, audits)
 
     # --- timers ----------------------------------------------------------------------
 
@@ -433,6 +623,18 @@ class Engine:
             if root_id is not None:
                 q = q.where(s.tokens.c.instance_id.in_(self._tree(conn, root_id)))
             return conn.scalar(q)
+
+    def next_deadline_at(self, root_id: int | None = None) -> dt.datetime | None:
+        """The next moment something falls due: a reminder, an escalation or a timer."""
+        moments = [m for m in (self.next_timer_at(root_id), ladder.next_notice_at(self, root_id)) if m]
+        return min(moments, default=None)
+
+    def sweep(self, as_of: dt.datetime, root_id: int | None = None) -> list[ladder.Notice]:
+        """Everything due at ``as_of``: reminders and escalations first, then boundary timers
+        (so a unit reaches its final escalation level before its task closes)."""
+        notices = ladder.sweep(self, as_of, root_id)
+        self.fire_timers(as_of, root_id)
+        return notices
 
     def fire_timers(self, as_of: dt.datetime, root_id: int | None = None) -> int:
         """Fire every boundary timer due at ``as_of``; each fires once, whoever calls."""
@@ -484,8 +686,12 @@ _ON_ARRIVAL: dict[str, Callable] = {
 
 
 def _audit(conn: Connection, at, instance_id, actor, action, element_id=None, unit_code=None, detail=None):
-    conn.execute(s.audit.insert().values(at=at, instance_id=instance_id, actor=actor, action=action,
-                                         element_id=element_id, unit_code=unit_code, detail=detail))
+    conn.execute(_AUDIT, _audit_row(at, instance_id, actor, action, element_id, unit_code, detail))
+
+
+def _audit_row(at, instance_id, actor, action, element_id=None, unit_code=None, detail=None) -> dict:
+    return dict(at=at, instance_id=instance_id, actor=actor, action=action, element_id=element_id,
+                unit_code=unit_code, detail=detail)
 
 
 def score_payload(form, payload: dict, late: bool) -> float | None:
@@ -510,11 +716,12 @@ def score_payload(form, payload: dict, late: bool) -> float | None:
     scores = payload.get("scores")
     if not isinstance(scores, dict):
         raise ValueError(f"form '{form.id}': a submission needs 'scores' (criterion code -> points)")
-    items = form.items
-    unknown = sorted(set(scores) - set(items))
+    items, codes = _criteria(form)
+    unknown = sorted(set(scores) - codes)
     if unknown:
         raise ValueError(f"form '{form.id}' has no criterion {', '.join(unknown)}")
     total = 0.0
+    step = form.step
     for code, item in items.items():
         if item.auto_from_workflow == "on_time":
             if code in scores:
@@ -528,7 +735,19 @@ def score_payload(form, payload: dict, late: bool) -> float | None:
             raise ValueError(f"criterion {code}: score '{value}' is not a number")
         if not 0 <= value <= item.max:
             raise ValueError(f"criterion {code}: score {value} is outside 0–{item.max:g}")
-        if abs(value / form.step - round(value / form.step)) > 1e-9:
-            raise ValueError(f"criterion {code}: score {value} is not a multiple of {form.step:g}")
+        if abs(value / step - round(value / step)) > 1e-9:
+            raise ValueError(f"criterion {code}: score {value} is not a multiple of {step:g}")
         total += value
     return round(total, 2)
+
+
+_CRITERIA: dict[int, tuple] = {}
+
+
+def _criteria(form) -> tuple[dict, frozenset]:
+    """``form.items`` and its codes, built once per form (a form is immutable)."""
+    cached = _CRITERIA.get(id(form))
+    if cached is None or cached[0] is not form:
+        items = form.items
+        cached = _CRITERIA[id(form)] = (form, items, frozenset(items))
+    return cached[1], cached[2]

@@ -399,8 +399,26 @@ def _check_graph(proc: Process, file: str) -> list[Problem]:
             src = preds[src][0][0]
         return src, branch
 
+    def downstream(start_id: str) -> set[str]:
+        seen, queue = set(), deque(by_id[start_id].targets())
+        while queue:
+            node = queue.popleft()
+            if node not in seen:
+                seen.add(node)
+                queue.extend(by_id[node].targets())
+        return seen
+
     for e in proc.elements:
         if e.type == "parallelGateway" and proc.incoming(e.id) > 1:
+            after = downstream(e.id)
+            loops = sorted({src for src, _ in preds[e.id] if src in after})
+            if loops:
+                problems.append(Problem(
+                    file, e.line, e.id,
+                    f"this join waits for {proc.incoming(e.id)} tokens, but the flow from "
+                    f"{', '.join(loops)} can only arrive after the join itself has fired: the join can "
+                    "never complete. Lead that flow to an element after the join."))
+                continue
             origins = [split_of(src, dst) for src, dst in preds[e.id]]
             by_split: dict[str, set[str]] = {}
             for split, branch in origins:

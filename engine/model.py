@@ -134,7 +134,8 @@ class Process(_Model):
         return next(e for e in self.elements if e.type == "startEvent")
 
     def incoming(self, element_id: str) -> int:
-        return sum(e.next.count(element_id) for e in self.elements)
+        """How many flows lead into an element (a join waits for this many tokens)."""
+        return sum(e.targets().count(element_id) for e in self.elements)
 
 
 class Stage(_Model):

@@ -65,7 +65,13 @@ class Scenario:
         day = cal.add_working_days(due_at.astimezone(cal.tz).date(), -back)
         at = dt.datetime.combine(day, dt.time(10, 0), tzinfo=cal.tz)
         if at < opened_at:
-            at = min(opened_at + dt.timedelta(hours=2), due_at - dt.timedelta(hours=1))
+            # the task opened late: 10:00 on the first working day after it opened, or
+            # two hours after it opened when that is still office hours of a working day
+            soon = opened_at.astimezone(cal.tz) + dt.timedelta(hours=2)
+            if not (cal.is_working_day(soon.date()) and soon.time() <= cal.office_close):
+                day = cal.add_working_days(opened_at.astimezone(cal.tz).date(), 1)
+                soon = dt.datetime.combine(day, dt.time(10, 0), tzinfo=cal.tz)
+            at = soon if soon <= due_at else max(opened_at, due_at)
         return at
 
     def scores_for(self, form, code: str) -> dict:

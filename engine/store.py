@@ -53,6 +53,7 @@ instances = Table(
     Column("variables", JSON, nullable=False, default=dict),
 )
 Index("ix_instances_parent", instances.c.parent_id)
+Index("ix_instances_parent_token", instances.c.parent_token_id)
 
 tokens = Table(
     "tokens", metadata,
@@ -84,8 +85,11 @@ work_items = Table(
     Column("due_at", UTCDateTime, nullable=False),
     Column("submitted_at", UTCDateTime),
     Column("late", Boolean),
+    Column("ladder_step", Integer, nullable=False, default=0),  # rungs of the ladder passed
+    Column("next_notice_at", UTCDateTime),  # when the next reminder or escalation falls due
     UniqueConstraint("token_id", "unit_code", name="uq_work_item"),
 )
+Index("ix_work_items_notice", work_items.c.status, work_items.c.next_notice_at)
 Index("ix_work_items_open", work_items.c.status, work_items.c.due_at)
 Index("ix_work_items_unit", work_items.c.unit_code, work_items.c.status)
 
@@ -99,6 +103,21 @@ submissions = Table(
     Column("payload", JSON, nullable=False),
     Column("total", Float),
 )
+
+notices = Table(
+    "notices", metadata,  # reminders and escalations recorded, once per work item, kind and level
+    Column("id", Integer, primary_key=True),
+    Column("work_item_id", Integer, ForeignKey("work_items.id"), nullable=False),
+    Column("instance_id", Integer, nullable=False),
+    Column("element_id", String(200), nullable=False),
+    Column("unit_code", String(200), nullable=False),
+    Column("kind", String(20), nullable=False),  # reminder | escalation
+    Column("level", Integer, nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),  # when the rung fell due
+    Column("recorded_at", UTCDateTime, nullable=False),
+    UniqueConstraint("work_item_id", "kind", "level", name="uq_notice"),
+)
+Index("ix_notices_instance", notices.c.instance_id, notices.c.unit_code)
 
 timers = Table(
     "timers", metadata,
@@ -134,11 +153,14 @@ outbox = Table(
     Column("kind", String(100), nullable=False),
     Column("level", Integer, nullable=False, default=0),
     Column("context", JSON, nullable=False),
-    Column("status", String(20), nullable=False, default="pending"),  # pending, sent, failed
+    # pending -> sending (claimed by one deliverer) -> sent | pending (retry) | failed (incident)
+    Column("status", String(20), nullable=False, default="pending"),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
     Column("created_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime),
+    Column("claimed_at", UTCDateTime),  # wall clock of the last claim (the lease starts here)
+    Column("claimed_by", String(200)),  # host:pid:nonce of the last deliverer that claimed it
 )
 Index("ix_outbox_status", outbox.c.status)
 
@@ -212,8 +234,20 @@ def _disable_pysqlite_begin(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
 
 
+_INSERT_IGNORE: dict[tuple[str, str], object] = {}
+
+
 def insert_ignore(conn, table: Table):
-    """``INSERT ... ON CONFLICT DO NOTHING`` for the connection's dialect."""
+    """``INSERT ... ON CONFLICT DO NOTHING`` for the connection's dialect (built once per
+    dialect and table: statements are immutable, ``.values()`` and the like copy them)."""
+    key = (conn.dialect.name, table.name)
+    stmt = _INSERT_IGNORE.get(key)
+    if stmt is None:
+        stmt = _INSERT_IGNORE[key] = _insert_ignore(conn, table)
+    return stmt
+
+
+def _insert_ignore(conn, table: Table):
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     elif conn.dialect.name == "sqlite":

@@ -6,6 +6,7 @@ from sqlalchemy import func, select
 
 from engine import store as s
 from engine.aggregation import unit_results
+from engine.ladder import qd42_status
 
 
 def local_iso(plan, value) -> str | None:
@@ -40,12 +41,23 @@ def review_rounds(conn, plan, tree: list[int]) -> int:
         .where(s.work_items.c.instance_id.in_(tree), s.work_items.c.element_id.in_(review_elements))) or 0
 
 
-def build_summary(engine, root_id: int) -> dict:
+def build_summary(engine, root_id: int, as_of=None) -> dict:
+    """The summary of an instance; task statuses are read at ``as_of`` (default: its clock)."""
     plan = engine.plan
     with engine.db.connect() as conn:
         tree = engine._tree(conn, root_id)
         inst = conn.execute(select(s.instances).where(s.instances.c.id == root_id)).one()
         results = unit_results(conn, plan, tree)
+        as_of = as_of or inst.ended_at or inst.clock_at or inst.started_at
+        escalations = [
+            {"unit": unit, "level": level, "at": local_iso(plan, at)}
+            for unit, level, at in conn.execute(
+                select(s.notices.c.unit_code, s.notices.c.level, s.notices.c.due_at)
+                .where(s.notices.c.instance_id.in_(tree), s.notices.c.kind == "escalation")
+                .order_by(s.notices.c.due_at, s.notices.c.unit_code, s.notices.c.level))]
+        levels: dict[str, int] = {}
+        for e in escalations:
+            levels[e["unit"]] = max(levels.get(e["unit"], 0), e["level"])
         outbox = dict(conn.execute(select(s.outbox.c.status, func.count()).where(
             s.outbox.c.instance_id.in_(tree)).group_by(s.outbox.c.status)).all())
         summary = {
@@ -56,9 +68,14 @@ def build_summary(engine, root_id: int) -> dict:
             "ended_at": local_iso(plan, inst.ended_at),
             "units": {r.code: {"status": r.status, "score": r.score, "classification": r.classification,
                                "group": r.group, "due": local_iso(plan, r.due_at),
-                               "submitted_at": local_iso(plan, r.submitted_at)}
+                               "submitted_at": local_iso(plan, r.submitted_at),
+                               "escalation_level": levels.get(r.code, 0),
+                               "status_qd42": qd42_status(
+                                   "submitted" if r.status in ("on_time", "late") else "open",
+                                   r.status == "late", r.due_at, as_of)}
                       for r in sorted(results, key=lambda r: r.code)},
             "review_rounds": review_rounds(conn, plan, tree),
+            "escalations": escalations,
             "stages": stage_times(conn, plan, tree),
             "notifications": outbox,
         }

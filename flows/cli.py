@@ -1,4 +1,4 @@
-"""The ``planflow`` command: validate, simulate, status."""
+"""The ``planflow`` command: validate, simulate, status, notifications."""
 
 from __future__ import annotations
 
@@ -128,6 +128,157 @@ def status(db: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the en
             out.print(f"  [red]stalled[/red] {stalled}", highlight=False)
         for incident in r["incidents"]:
             out.print(f"  [red]notification failed[/red] {incident}", highlight=False)
+
+
+def _definition_for(definition_id: str, digest: str | None, given: Path | None) -> Path:
+    """The definition file of a plan instance: ``given``, else found by id under definitions/."""
+    import hashlib
+
+    import yaml
+
+    if given is not None:
+        return given
+    folders = [Path.cwd() / "definitions", Path(__file__).resolve().parents[1] / "definitions"]
+    matches: list[Path] = []
+    for folder in dict.fromkeys(f.resolve() for f in folders if f.is_dir()):
+        for path in sorted(folder.glob("*.yaml")):
+            try:
+                doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except (OSError, yaml.YAMLError):
+                continue
+            if isinstance(doc, dict) and doc.get("id") == definition_id:
+                matches.append(path)
+    for path in matches:
+        if hashlib.sha256(path.read_bytes()).hexdigest()[:16] == digest:
+            return path
+    if matches:
+        err.print(f"[yellow]note[/yellow] {matches[0]} has changed since plan '{definition_id}' was started; "
+                  "using it as it is now", highlight=False, soft_wrap=True)
+        return matches[0]
+    raise FileNotFoundError(f"no definition with id '{definition_id}' under ./definitions: name it with --definition")
+
+
+@app.command()
+def notifications(
+    db: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the engine's store"),
+    retry: bool = typer.Option(False, "--retry", help="put failed notifications back to pending and deliver them"),
+    actor: Optional[str] = typer.Option(None, help="who retries, for the audit (default: $USER)"),
+    reason: Optional[str] = typer.Option(None, help="why, for the audit"),
+    only: Optional[list[int]] = typer.Option(None, "--id", help="retry only these notifications (repeatable)"),
+    definition: Optional[Path] = typer.Option(None, help="the plan's definition file (default: found by id)"),
+    outbox_dir: Optional[Path] = typer.Option(None, "--outbox", help="where the file channel writes "
+                                              "(default: 'outbox' beside a SQLite store, else out/outbox)"),
+) -> None:
+    """Failed notifications (incidents); with --retry, deliver them again (SMTP or files, as configured)."""
+    import datetime as dt
+    import getpass
+
+    from rich.markup import escape
+
+    from engine import outbox
+    from engine import store as s
+
+    url = _db_url(db)
+    store = s.connect(url)
+    incidents = outbox.failed(store, ids=only or None)
+    counts = outbox.counts(store)
+    from sqlalchemy.engine import make_url
+
+    shown = make_url(url).render_as_string(hide_password=True)
+    out.print("Notifications in " + shown + ": " + (", ".join(
+        f"{counts.get(k, 0)} {k}" for k in outbox.STATUSES) if counts else "none"), highlight=False, soft_wrap=True)
+    for i in incidents:
+        out.print(f"[red]failed[/red] #{i['id']} {i['kind']} to {i['recipient']} <{i['email'] or '?'}> "
+                  f"({escape(str(i['root_key']))}), {i['attempts']} attempt(s): {escape(i['last_error'] or '')}",
+                  highlight=False, soft_wrap=True)
+    if not retry:
+        if incidents:
+            out.print(f"{len(incidents)} failed; deliver them again with: planflow notifications --retry",
+                      highlight=False)
+        return
+    if not incidents:
+        out.print("Nothing to retry.", highlight=False)
+        return
+
+    from flows.delivery import channel_for, deliver_pending
+    from flows.runtime import RunRef
+
+    who = actor or os.environ.get("USER") or getpass.getuser()
+    now = dt.datetime.now(dt.timezone.utc)
+    by_root: dict[str, list[dict]] = {}
+    for i in incidents:
+        by_root.setdefault(i["root_key"], []).append(i)
+    still_failed = requeued = 0
+    for root_key, rows in by_root.items():
+        try:
+            path = _definition_for(rows[0]["definition_id"], rows[0]["definition_digest"], definition)
+        except FileNotFoundError as exc:
+            _fail(exc)
+        if outbox_dir is None and url.startswith("sqlite:///"):
+            outbox_dir = Path(url[len("sqlite:///"):]).parent / "outbox"
+        ref = RunRef(definition=str(path), db_url=url, root_key=root_key, outbox_dir=str(outbox_dir or "out/outbox"))
+        try:
+            channel = channel_for(ref)  # a configuration error stops here, before anything is requeued
+        except ValueError as exc:
+            _fail(exc)
+        ids = outbox.requeue_failed(store, [r["id"] for r in rows], actor=who, reason=reason, at=now)
+        requeued += len(ids)
+        try:
+            # one attempt each: what fails again is failed again, not left pending unseen
+            deliver_pending(ref, now, only=ids, max_attempts=1, channel=channel)
+        except _user_errors() as exc:
+            _fail(exc)
+        after = outbox.statuses(store, ids)
+        for r in rows:
+            if r["id"] not in ids:
+                continue
+            status, error = after[r["id"]]
+            if status == "sent":
+                out.print(f"[green]sent[/green] #{r['id']} {r['kind']} to {r['recipient']}", highlight=False)
+            else:
+                still_failed += status == "failed"
+                out.print(f"[red]{status}[/red] #{r['id']} {r['kind']} to {r['recipient']}: {escape(error or '')}",
+                          highlight=False, soft_wrap=True)
+    out.print(f"Retried {requeued} notification(s) as {who}; {still_failed} still failed.", highlight=False)
+    if still_failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def sweep(
+    as_of: str = typer.Option(..., "--as-of", help="ISO 8601 datetime with offset, e.g. 2022-12-12T08:00:00+07:00"),
+    definition: list[Path] = typer.Option([], help="definitions to sweep (default: every definitions/*.yaml)"),
+    db: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the engine's store"),
+) -> None:
+    """Run the deadline sweep: reminders, escalations and closing of tasks due at --as-of."""
+    import datetime as dt
+
+    from flows.runtime import prefect_defaults
+
+    try:
+        when = dt.datetime.fromisoformat(as_of)
+    except ValueError:
+        _fail(ValueError(f"--as-of '{as_of}' is not an ISO 8601 datetime"))
+    if when.tzinfo is None:
+        _fail(ValueError(f"--as-of '{as_of}' needs a UTC offset, e.g. +07:00"))
+    prefect_defaults()
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from engine import load_plan
+    from flows.runtime import RunRef
+    from flows.stages import deadline_sweep
+
+    url = _db_url(db)
+    paths = definition or sorted(Path("definitions").glob("*.yaml"))
+    total = 0
+    for path in paths:
+        try:
+            plan = load_plan(path)
+        except _user_errors() as exc:
+            _fail(exc)
+        ref = RunRef(definition=str(plan.path), db_url=url)
+        total += asyncio.run(deadline_sweep(ref, when))
+        out.print(f"{plan.id}: swept at {when.isoformat()}", highlight=False)
+    out.print(f"{total} reminder(s) and escalation(s) recorded.", highlight=False)
 
 
 def main() -> None:  # pragma: no cover

@@ -16,7 +16,7 @@ class RunRef(BaseModel):
 
     definition: str
     db_url: str
-    root_key: str
+    root_key: str = ""  # empty: every instance of the definition in the store
     outbox_dir: str = "out/outbox"
 
 
@@ -30,7 +30,10 @@ def engine_for(ref: RunRef) -> Engine:
     return _engine(str(path.resolve()), ref.db_url, os.path.getmtime(path))
 
 
-def root_id(ref: RunRef) -> int:
+def root_id(ref: RunRef) -> int | None:
+    """The plan instance a run is about; None (every instance) when ``root_key`` is empty."""
+    if not ref.root_key:
+        return None
     iid = engine_for(ref).instance_id(ref.root_key)
     if iid is None:
         raise LookupError(f"no plan instance '{ref.root_key}' in {ref.db_url}")

@@ -109,8 +109,8 @@ async def run_simulation(definition: Path, scenario_path: Path | None, out_dir: 
         for stage in plan.definition.stages:
             if stage.id in by_stage:
                 await stage_flow(stage)(ref, clock, submissions=by_stage[stage.id])
-        next_timer = engine.next_timer_at(root)
-        if next_timer is not None and next_timer <= clock:
+        next_deadline = engine.next_deadline_at(root)
+        if next_deadline is not None and next_deadline <= clock:
             await deadline_sweep(ref, clock)
         await drive(ref, clock)
         engine.set_clock(root, clock)
@@ -119,7 +119,7 @@ async def run_simulation(definition: Path, scenario_path: Path | None, out_dir: 
         due_now, next_submission = _planned(engine, scenario, root, clock)
         if due_now:
             continue
-        candidates = [t for t in (next_submission, engine.next_timer_at(root)) if t is not None]
+        candidates = [t for t in (next_submission, engine.next_deadline_at(root)) if t is not None]
         if not candidates:
             raise SimulationStuck(
                 f"the plan cannot move on after {clock.isoformat()}: nothing is planned and no timer is due "

@@ -31,11 +31,26 @@ def run_step(ref: RunRef, element_id: str, token_ids: list[int], as_of: dt.datet
     return engine_for(ref).run_step(token_ids, as_of)
 
 
-@task(cache_policy=NO_CACHE, task_run_name="deliver-notifications", retries=3, retry_delay_seconds=[1, 5, 30])
-def deliver_notifications(ref: RunRef, as_of: dt.datetime) -> int:
-    from flows.delivery import deliver_pending
+from prefect.tasks import exponential_backoff  # noqa: E402 - kept next to the one task that uses it
 
-    return deliver_pending(ref, as_of)
+from flows import delivery as _delivery  # noqa: E402
+
+
+@task(cache_policy=NO_CACHE, task_run_name="deliver-notifications",
+      retries=_delivery.outbox.max_attempts() - 1,
+      retry_delay_seconds=exponential_backoff(backoff_factor=_delivery.backoff_seconds()),
+      retry_jitter_factor=0.2)
+def deliver_notifications(ref: RunRef, as_of: dt.datetime) -> int:
+    """Deliver the plan's outbox; retried with exponential backoff on temporary failures.
+
+    One attempt per row per task attempt, so with ``PLANFLOW_OUTBOX_MAX_ATTEMPTS`` = N the
+    task tries N times (N-1 retries, ``PLANFLOW_OUTBOX_BACKOFF_SECONDS`` doubling: 10, 20,
+    40, 80 s by default) and a row still failing on the last one becomes an incident
+    instead of failing the flow. Settings are read when this module is imported.
+    """
+    from prefect import get_run_logger
+
+    return _delivery.deliver_pending(ref, as_of, logger=get_run_logger())
 
 
 async def drive_stage(ref: RunRef, stage: str, as_of: dt.datetime) -> int:
@@ -91,11 +106,43 @@ def stage_flow(stage) -> callable:
     return STAGE_FLOWS[stage.id]
 
 
-@flow(name="deadline-sweep", description="Đến hạn: nhắc, đôn đốc, đóng nhận báo cáo.")
+@task(cache_policy=NO_CACHE, task_run_name="sweep")
+def sweep_due(ref: RunRef, as_of: dt.datetime) -> list[dict]:
+    notices = engine_for(ref).sweep(as_of, root_id=root_id(ref))
+    return [{"unit": n.unit, "element": n.element, "kind": n.kind, "level": n.level,
+             "at": n.at.isoformat(), "due": n.due.isoformat()} for n in notices]
+
+
+@flow(name="deadline-sweep", description="Đến hạn: nhắc nhở, đôn đốc theo cấp, đóng nhận báo cáo.")
 async def deadline_sweep(ref: RunRef, as_of: dt.datetime) -> int:
+    """Record every reminder and escalation due at ``as_of`` once, close what must close.
+
+    Each escalation becomes a ``planflow.unit.overdue`` event (for automations) and a row
+    of the ``overdue-units`` table artifact that operators see in the Prefect UI.
+    """
+    from prefect.artifacts import acreate_table_artifact
+    from prefect.events import emit_event
+
+    notices = sweep_due(ref, as_of)
     engine = engine_for(ref)
-    fired = engine.fire_timers(as_of, root_id=root_id(ref))
-    return fired
+    escalations = [n for n in notices if n["kind"] == "escalation"]
+    for n in escalations:
+        unit = engine.plan.registry.get(n["unit"])
+        emit_event(event="planflow.unit.overdue",
+                   resource={"prefect.resource.id": f"planflow.unit.{n['unit']}",
+                             "prefect.resource.name": unit.name},
+                   payload={**n, "plan": engine.plan.id, "as_of": as_of.isoformat()})
+    if escalations:
+        tz = engine.plan.calendar.tz
+        await acreate_table_artifact(
+            key="overdue-units",
+            table=[{"Đơn vị": engine.plan.registry.get(n["unit"]).name, "Mã": n["unit"], "Cấp đôn đốc": n["level"],
+                    "Hạn": dt.datetime.fromisoformat(n["due"]).astimezone(tz).strftime("%d/%m/%Y %H:%M"),
+                    "Bước": n["element"]} for n in escalations],
+            description=f"Đơn vị quá hạn được đôn đốc lúc {as_of.astimezone(tz):%d/%m/%Y %H:%M}")
+    if notices:
+        deliver_notifications(ref, as_of)
+    return len(notices)
 
 
 async def drive(ref: RunRef, as_of: dt.datetime) -> None:

@@ -95,18 +95,65 @@ def test_report_lists_units_that_never_reported(reference, plan):
         assert plan.registry.get(code).name in section
 
 
+def _messages(out: Path) -> list:
+    return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+            for p in sorted((out / "outbox").glob("*.eml"))]
+
+
 def test_outbox_holds_one_readable_message_per_notification(reference, plan):
-    result, out, _ = reference
-    files = sorted((out / "outbox").glob("*.eml"))
-    assert len(files) == result.summary["notifications"]["sent"]
+    result, out, db = reference
+    messages = _messages(out)
+    assert len(messages) == result.summary["notifications"]["sent"]
+    kinds: dict[str, list] = {}
+    for m in messages:
+        kinds.setdefault(m["X-Planflow-Kind"], []).append(m)
+        assert m["To"].endswith(".example.org")
+        assert "Kính gửi" in m.get_body(("plain",)).get_content()
     recipients = len(plan.registry.group("recipients"))
     communes = len(plan.registry.group("communes"))
-    # dissemination + district directives + report upward + 2 review requests + 2 results + publication
-    assert len(files) == recipients + communes + 2 + 2 + 2 + recipients
-    msg = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
-    assert msg["Subject"] and msg["To"].endswith(".example.org")
-    body = msg.get_body(("plain",)).get_content()
-    assert "Kính gửi" in body
+    assert len(kinds["dissemination"]) == recipients + communes  # the plan, then each district's directive
+    assert len(kinds["publication"]) == recipients
+    assert len(kinds["review-request"]) == len(kinds["review-result"]) == 2
+    assert len(kinds["report-upward"]) == len(plan.registry.group("report_to"))
+    with sqlite3.connect(db.removeprefix("sqlite:///")) as conn:
+        reminders = conn.execute("select count(*) from notices where kind = 'reminder'").fetchone()[0]
+    assert reminders > 0 and len(kinds["reminder"]) == reminders
+    level1 = [e for e in result.summary["escalations"] if e["level"] == 1]
+    assert len(kinds["overdue"]) == len(level1)  # every unit at level 1 is told itself
+    # Sở Y tế never reported: Ban Dân vận Tỉnh ủy got the level-2 letter naming it
+    to_ban_dan_van = [m for m in kinds["escalation-2"] if m["To"].startswith("ban-dan-van-tinh-uy@")]
+    assert any("Sở Y tế" in m.get_body(("plain",)).get_content() for m in to_ban_dan_van)
+    subject = kinds["dissemination"][0]["Subject"]
+    assert "dân vận" in subject
+
+
+def test_each_late_unit_climbs_the_ladder_written_in_the_scenario(reference):
+    result, _, _ = reference
+    scenario = yaml.safe_load(SCENARIO.read_text(encoding="utf-8"))
+    climbed: dict[str, list] = {}
+    for e in result.summary["escalations"]:
+        climbed.setdefault(e["unit"], []).append([e["level"], e["at"]])
+    expected_units = {c for c, u in scenario["units"].items() if "expect" in u}
+    assert expected_units  # the scenario documents its ladders
+    for code in expected_units:
+        want = [[lvl, dt.datetime.fromisoformat(at).replace(tzinfo=TZ).isoformat()]
+                for lvl, at in scenario["units"][code]["expect"]["escalations"]]
+        assert climbed.get(code, []) == want, code
+        unit = result.summary["units"][code]
+        assert unit["escalation_level"] == (want[-1][0] if want else 0)
+    # nobody else was chased: every unit that climbed is one the scenario made late or silent
+    assert set(climbed) <= expected_units
+    # the tasks' QĐ 42 status at the end of the year
+    units = result.summary["units"]
+    assert units["so-tu-phap"]["status_qd42"] == "hoàn thành đúng hạn"
+    assert units["so-xay-dung"]["status_qd42"] == "hoàn thành quá hạn"
+    assert units["so-y-te"]["status_qd42"] == "chưa hoàn thành quá hạn"
+    # no letter goes out on a day off
+    from engine import BusinessCalendar
+
+    cal = BusinessCalendar.load("vn-civil-service")
+    for e in result.summary["escalations"]:
+        assert cal.is_working_day(dt.datetime.fromisoformat(e["at"]).date()), e
 
 
 def test_second_run_on_the_same_db_changes_nothing(reference):
