@@ -134,14 +134,20 @@ def _pydantic_problems(exc: ValidationError, raw, file: str) -> list[Problem]:
     return problems
 
 
-def _load_model(model, path: Path, what: str):
+def load_mapping(path: Path, what: str) -> tuple[dict, str]:
+    """A YAML file that must hold a mapping (lines kept), and the name errors give it."""
     file = _display(path)
     try:
         raw = load_with_lines(path)
     except YamlError as exc:
         raise DefinitionError([Problem(file, exc.line, None, f"{what}: {exc.message}")]) from None
     if not isinstance(raw, dict):
-        raise DefinitionError([Problem(file, 1, None, f"{what} must be a YAML mapping")])
+        raise DefinitionError([Problem(file, 1, None, f"a {what} must be a YAML mapping")])
+    return raw, file
+
+
+def _load_model(model, path: Path, what: str):
+    raw, file = load_mapping(path, what)
     try:
         return model.model_validate(strip_lines(raw))
     except ValidationError as exc:
@@ -158,13 +164,7 @@ def load_form(path: Path) -> Form:
 
 def load_plan(path: str | Path) -> Plan:
     path = Path(path)
-    file = _display(path)
-    try:
-        raw = load_with_lines(path)
-    except YamlError as exc:
-        raise DefinitionError([Problem(file, exc.line, None, exc.message)]) from None
-    if not isinstance(raw, dict):
-        raise DefinitionError([Problem(file, 1, None, "a definition must be a YAML mapping")])
+    raw, file = load_mapping(path, "definition")
     try:
         definition = Definition.model_validate(_lines_to_fields(raw))
     except ValidationError as exc:

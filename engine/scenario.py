@@ -24,8 +24,8 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine._yaml import LINE_KEY, YamlError, load_with_lines, strip_lines
-from engine.loader import DefinitionError, Problem, _display
+from engine._yaml import LINE_KEY, strip_lines
+from engine.loader import DefinitionError, Problem, load_mapping
 
 
 @dataclass(frozen=True)
@@ -114,13 +114,7 @@ def _submit_value(value, file, line, where) -> str | dt.datetime:
 def load_scenario(path: str | Path, plan) -> Scenario:
     """Load and check a scenario against a plan; unknown units are refused by name."""
     path = Path(path)
-    file = _display(path)
-    try:
-        raw = load_with_lines(path)
-    except YamlError as exc:
-        raise DefinitionError([Problem(file, exc.line, None, f"scenario: {exc.message}")]) from None
-    if not isinstance(raw, dict):
-        raise DefinitionError([Problem(file, 1, None, "a scenario must be a YAML mapping")])
+    raw, file = load_mapping(path, "scenario")
     problems: list[Problem] = []
     unknown_keys = set(raw) - {"default", "units", "review", "description", LINE_KEY}
     for k in sorted(unknown_keys):

@@ -388,9 +388,9 @@ def test_two_workers_at_once_write_what_one_would(engine, plan, tmp_path):
     assert count(engine, "work_items", s.work_items.c.status == "submitted") == 18
 
 
+# PostgreSQL only: SQLite serialises writers with BEGIN IMMEDIATE, the interleaving cannot happen
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_two_workers_in_the_same_step_run_its_handler_once(engine, plan, db_url):
-    if not db_url.startswith("postgresql"):
-        pytest.skip("SQLite serialises writers with BEGIN IMMEDIATE; the interleaving cannot happen")
     as_of = at(plan, 2022, 3, 15, 8)
     engine.start(KEY, as_of)
     engine.advance(as_of)
@@ -407,9 +407,9 @@ def test_two_workers_in_the_same_step_run_its_handler_once(engine, plan, db_url)
                  s.audit.c.element_id == "guide_and_monitor") == 1
 
 
+# PostgreSQL only: SQLite serialises writers with BEGIN IMMEDIATE, the interleaving cannot happen
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_the_same_review_decision_from_two_workers_counts_once(engine, plan, db_url):
-    if not db_url.startswith("postgresql"):
-        pytest.skip("SQLite serialises writers with BEGIN IMMEDIATE; the interleaving cannot happen")
     iid = opened(engine, plan)
     scores = {"scores": full_scores(plan)}
     when = at(plan, 2022, 11, 30, 10)
