@@ -7,7 +7,7 @@ bands and the "không đủ điều kiện xếp loại" label come from the for
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import jinja2
@@ -67,7 +67,7 @@ def unit_results(conn, plan, instance_ids: list[int]) -> list[UnitResult]:
         group = _group_of(unit)
         out.append(UnitResult(
             code=code, name=unit.name, group=group,
-            district=r.scope_unit if group == "commune" else None,
+            district=(r.scope_unit or unit.parent) if group == "commune" else None,
             element=r.element_id, due_at=r.due_at, submitted_at=r.submitted_at, status=status,
             score=score, classification=form.classify(score) if status != "open" else ""))
     return out
@@ -75,7 +75,12 @@ def unit_results(conn, plan, instance_ids: list[int]) -> list[UnitResult]:
 
 def _row(r: UnitResult) -> dict:
     """A result as JSON-safe data (times as ISO 8601)."""
-    return {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in asdict(r).items()}
+    # fields are flat values: no need for asdict's deep copy, which cost ~0.1 ms a row
+    return {k: (v.isoformat() if isinstance(v, dt.datetime) else v)
+            for k, v in ((f, getattr(r, f)) for f in _FIELDS)}
+
+
+_FIELDS = [f.name for f in fields(UnitResult)]
 
 
 def summarize(results: list[UnitResult], form) -> dict:
@@ -96,14 +101,19 @@ def build(conn, plan, instance_ids: list[int], round_: int, as_of: dt.datetime) 
     results = unit_results(conn, plan, instance_ids)
     form = next(f for f in plan.forms.values() if f.kind == "criteria")
     by_group = {g: [r for r in results if r.group == g] for g in GROUP_ORDER}
+    communes_of: dict[str | None, list[UnitResult]] = {}
+    for r in by_group["commune"]:
+        communes_of.setdefault(r.district, []).append(r)
     districts = []
     for d in by_group["district"]:
-        communes = [r for r in by_group["commune"] if r.district == d.code]
+        communes = communes_of.get(d.code, [])
         districts.append({**_row(d), "communes": summarize(communes, form)})
     known = {d.code for d in by_group["district"]}
-    orphans = sorted({r.district for r in by_group["commune"] if r.district not in known})
+    # a commune with no district (a plan after 1/7/2025 has no district tier) stays a commune
+    orphans = sorted({r.district for r in by_group["commune"]
+                      if r.district not in known and plan.registry.get(r.district) is not None})
     for code in orphans:  # a district whose own task never opened still rolls up its communes
-        communes = [r for r in by_group["commune"] if r.district == code]
+        communes = communes_of[code]
         districts.append({"code": code, "name": plan.registry.get(code).name, "status": "missing",
                           "score": None, "classification": form.not_classifiable,
                           "communes": summarize(communes, form)})

@@ -12,14 +12,14 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from sqlalchemy import and_, bindparam, func, select, update
+from sqlalchemy import bindparam, exists, func, or_, select, update
 from sqlalchemy.engine import Connection, Engine as SqlEngine
 
 from engine import ladder
 from engine import store as s
 from engine.expressions import evaluate_condition, parse_collection
 from engine.loader import Plan, _resolve_due
-from engine.model import Element, Process, Unit
+from engine.model import Element, Unit
 from engine.services import HANDLERS, StepContext
 
 ACTOR = "engine"
@@ -33,8 +33,12 @@ _CLAIM_CLOSING = (update(s.tokens).where(s.tokens.c.id == bindparam("_tid"), s.t
                   .values(status=bindparam("_to"), completed_at=bindparam("_at")))
 _OPEN_TOKENS = select(func.count()).select_from(s.tokens).where(
     s.tokens.c.instance_id == bindparam("_iid"), s.tokens.c.status.in_(("active", "waiting", "ready")))
-_SIBLINGS_LEFT = select(func.count()).select_from(s.instances).where(
-    s.instances.c.parent_token_id == bindparam("_ptid"), s.instances.c.status != "completed")
+# "is a sibling instance not completed?" as two range lookups on ix_instances_parent_token
+# (status < or > 'completed', i.e. != for a NOT NULL column), not a count over every sibling:
+# a call activity over N units otherwise costs O(N^2) as its children end
+_SIBLINGS_LEFT = select(or_(
+    exists().where(s.instances.c.parent_token_id == bindparam("_ptid"), s.instances.c.status < "completed"),
+    exists().where(s.instances.c.parent_token_id == bindparam("_ptid"), s.instances.c.status > "completed")))
 _AUDIT = s.audit.insert()
 
 
@@ -140,23 +144,27 @@ class Engine:
         moved = 0
         while True:
             with self.db.connect() as conn:
-                q = (select(s.tokens.c.id, s.tokens.c.instance_id, s.tokens.c.element_id)
-                     .join(s.instances, s.instances.c.id == s.tokens.c.instance_id)
-                     .where(s.tokens.c.status == "active", s.instances.c.definition_id == self.plan.id)
-                     .order_by(s.tokens.c.id))
-                if root_id is not None:
-                    q = q.where(s.tokens.c.instance_id.in_(self._tree(conn, root_id)))
-                batch = conn.execute(q).all()
+                batch = self._tokens(conn, "active", root_id).all()
             if not batch:
                 return moved
             with self.db.connect() as conn:
-                for token_id, iid, element_id in batch:
+                for token_id, iid, element_id, _process_id in batch:
                     with conn.begin():  # one transaction per transition
                         inst = conn.execute(_INSTANCE, {"_iid": iid}).one()
                         proc = self.plan.definition.process(inst.process_id)
                         element = proc.element(element_id)
                         _ON_ARRIVAL[element.type](self, conn, inst, proc, element, token_id, as_of)
                     moved += 1
+
+    def _tokens(self, conn, status: str, root_id: int | None):
+        """(id, instance_id, element_id, process_id) of this plan's tokens in ``status``, oldest first."""
+        q = (select(s.tokens.c.id, s.tokens.c.instance_id, s.tokens.c.element_id, s.instances.c.process_id)
+             .join(s.instances, s.instances.c.id == s.tokens.c.instance_id)
+             .where(s.tokens.c.status == status, s.instances.c.definition_id == self.plan.id)
+             .order_by(s.tokens.c.id))
+        if root_id is not None:
+            q = q.where(s.tokens.c.instance_id.in_(self._tree(conn, root_id)))
+        return conn.execute(q)
 
     def _claim(self, conn, token_id: int, new_status: str, as_of, *, from_status="active") -> bool:
         params = {"_tid": token_id, "_from": from_status, "_to": new_status}
@@ -193,8 +201,7 @@ class Engine:
             return
         _audit(conn, as_of, inst.id, ACTOR, "instance.completed")
         if inst.parent_token_id is not None:
-            left = conn.scalar(_SIBLINGS_LEFT, {"_ptid": inst.parent_token_id})
-            if left == 0:
+            if not conn.scalar(_SIBLINGS_LEFT, {"_ptid": inst.parent_token_id}):
                 self._finish_waiting(conn, inst.parent_id, inst.parent_token_id, as_of)
 
     def _finish_waiting(self, conn, iid: int, token_id: int, as_of, targets=None) -> bool:
@@ -306,16 +313,10 @@ class Engine:
 
     def ready_steps(self, stage: str | None = None, root_id: int | None = None) -> list[ReadyStep]:
         with self.db.connect() as conn:
-            q = (select(s.tokens.c.id, s.tokens.c.element_id, s.instances.c.process_id)
-                 .join(s.instances, s.instances.c.id == s.tokens.c.instance_id)
-                 .where(s.tokens.c.status == "ready", s.instances.c.definition_id == self.plan.id)
-                 .order_by(s.tokens.c.id))
-            if root_id is not None:
-                q = q.where(s.tokens.c.instance_id.in_(self._tree(conn, root_id)))
-            rows = conn.execute(q).all()
+            rows = self._tokens(conn, "ready", root_id).all()
         grouped: dict[tuple[str, str], list[int]] = {}
         stages: dict[tuple[str, str], str] = {}
-        for token_id, element_id, process_id in rows:
+        for token_id, _iid, element_id, process_id in rows:
             el = self.plan.definition.process(process_id).element(element_id)
             if stage is not None and el.stage != stage:
                 continue
@@ -406,6 +407,22 @@ class Engine:
             failed_letters = list(conn.scalars(q))
         requeued = outbox.requeue_failed(self.db, failed_letters, actor=actor, reason=reason, at=as_of)
         return len(stalled) + len(requeued)
+
+    def record_incident(self, root_id: int | None, *, flow_run: str, state: str, message: str, step: str,
+                        as_of: dt.datetime) -> None:
+        """An operator-visible incident (a failed or crashed run), with a letter to the coordinators."""
+        from engine import outbox
+        from engine.notices import unit_context
+
+        coordinators = self.plan.registry.group("coordinators")
+        incident = {"step": step, "flow_run": flow_run, "state": state, "message": message}
+        with self.db.begin() as conn:
+            _audit(conn, as_of, root_id, "automation", "incident", step, detail={**incident})
+            outbox.queue(conn, [{
+                "key": f"incident:{flow_run}:{state}:{u.code}", "instance_id": root_id or 0, "element_id": step,
+                "unit_code": None, "recipient": u.code, "kind": "incident", "level": 0,
+                "context": {"recipient": unit_context(u), "sent_at": as_of,
+                            "sender": {"name": "planflow"}, "incident": incident}} for u in coordinators], as_of)
 
     def stalled(self, root_id: int) -> list[dict]:
         """What needs an operator: steps that failed after their retries, failed letters,

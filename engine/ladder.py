@@ -23,7 +23,7 @@ from sqlalchemy import bindparam, select, update
 
 from engine import outbox
 from engine import store as s
-from engine.notices import plan_context, sender_unit, unit_context
+from engine.notices import sender_unit, unit_context
 
 QD42 = {
     "on_time": "hoàn thành đúng hạn",
@@ -109,7 +109,6 @@ def sweep(engine, as_of: dt.datetime, root_id: int | None = None) -> list[Notice
     with ``FOR UPDATE SKIP LOCKED`` so concurrent sweeps split the work.
     """
     plan = engine.plan
-    cal = plan.calendar
     with engine.db.begin() as conn:
         q = (select(s.work_items.c.id, s.work_items.c.instance_id, s.work_items.c.element_id,
                     s.work_items.c.unit_code, s.work_items.c.due_at, s.work_items.c.ladder_step,
@@ -164,7 +163,7 @@ def _letters(engine, conn, notices, as_of) -> list[dict]:
     plan = engine.plan
     cal = plan.calendar
     reg = plan.registry
-    base = {"plan": plan_context(plan), "sent_at": as_of}
+    base = {"sent_at": as_of}
     rows: list[dict] = []
     grouped: dict[tuple, list] = {}
     for item, element, rung in notices:

@@ -67,7 +67,6 @@ def rows_for_send(ctx) -> list[dict]:
     recipients = ctx.engine.units(element.to, inst.scope_unit, ctx.as_of)
     sender = sender_unit(plan, element, inst.scope_unit)
     base = {
-        "plan": plan_context(plan),
         "sent_at": ctx.as_of,
         "sender": {"name": sender.name if sender else plan.definition.document.issuer},
     }

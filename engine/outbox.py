@@ -78,8 +78,19 @@ def decode(value):
     return value
 
 
+def render_context(plan, row) -> dict:
+    """The template context of a queued row: what the row stores, plus the plan itself
+    (the same for every letter, so it is added here rather than stored in each row)."""
+    from engine.notices import plan_context
+
+    return {"plan": plan_context(plan), **decode(row.context)}
+
+
 def queue(conn, rows: list[dict], as_of: dt.datetime) -> None:
-    """Queue notifications; a row whose key exists already is left as it is."""
+    """Queue notifications; a row whose key exists already is left as it is.
+
+    A row's ``context`` holds what is particular to that letter; ``render_context`` adds
+    the plan when it is delivered."""
     if rows:
         conn.execute(s.insert_ignore(conn, s.outbox), [
             {**r, "context": encode(r["context"]), "status": "pending", "attempts": 0,

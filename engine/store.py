@@ -53,7 +53,7 @@ instances = Table(
     Column("variables", JSON, nullable=False, default=dict),
 )
 Index("ix_instances_parent", instances.c.parent_id)
-Index("ix_instances_parent_token", instances.c.parent_token_id)
+Index("ix_instances_parent_token", instances.c.parent_token_id, instances.c.status)
 
 tokens = Table(
     "tokens", metadata,
@@ -234,13 +234,13 @@ def _disable_pysqlite_begin(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
 
 
-_INSERT_IGNORE: dict[tuple[str, str], object] = {}
+_INSERT_IGNORE: dict[tuple[str, Table], object] = {}
 
 
 def insert_ignore(conn, table: Table):
     """``INSERT ... ON CONFLICT DO NOTHING`` for the connection's dialect (built once per
     dialect and table: statements are immutable, ``.values()`` and the like copy them)."""
-    key = (conn.dialect.name, table.name)
+    key = (conn.dialect.name, table)
     stmt = _INSERT_IGNORE.get(key)
     if stmt is None:
         stmt = _INSERT_IGNORE[key] = _insert_ignore(conn, table)

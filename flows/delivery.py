@@ -117,7 +117,7 @@ def deliver_pending(ref: RunRef, as_of: dt.datetime, *, only: list[int] | None =
             logger.warning("notification %s: taking over from %s, whose claim of %s has lapsed; "
                            "it may have been sent already", row.key, row.claimed_by, row.claimed_at)
         try:
-            context = outbox.decode(row.context)
+            context = outbox.render_context(plan, row)
             message = render(row.kind, context, template_dir=plan.template_dir)
             email = build_email(message, sender=sender, to=[_address(plan, row, context)],
                                 message_id=row.key, date=as_of)

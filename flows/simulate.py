@@ -14,32 +14,17 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
-from cronsim import CronSim
 from sqlalchemy import select
 
-from engine import Engine, load_plan, load_scenario
+from engine import load_plan, load_scenario
 from engine import store as s
-from engine.summary import build_summary, review_rounds
+from engine.simulation import SimulationStuck, first_start, run_year  # noqa: F401 - SimulationStuck for the CLI
+from engine.summary import build_summary
 from flows.runtime import RunRef, engine_for
 from flows.stages import deadline_sweep, drive, stage_flow
 
 DEFAULT_SCENARIOS = Path(__file__).resolve().parents[1] / "definitions" / "scenarios"
-
-
-class SimulationStuck(RuntimeError):
-    pass
-
-
-def first_start(plan) -> dt.datetime:
-    """When the plan year's cycle starts: the first firing of the start timer in that year."""
-    start = plan.definition.main.start
-    tz = ZoneInfo((start.timer and start.timer.timezone) or plan.definition.timezone)
-    origin = dt.datetime(plan.definition.year, 1, 1, tzinfo=tz).replace(tzinfo=None)
-    if start.timer is None:
-        return dt.datetime(plan.definition.year, 1, 2, 8, tzinfo=tz)
-    return next(CronSim(start.timer.cron, origin)).replace(tzinfo=tz)
 
 
 def default_scenario(plan_path: Path) -> Path:
@@ -57,34 +42,24 @@ class Result:
     out_dir: Path
 
 
-def _planned(engine: Engine, scenario, root: int, clock: dt.datetime):
-    """(moments of submissions due at or before ``clock``, the next moment after it)."""
-    plan = engine.plan
-    due_now: list[dict] = []
-    upcoming: list[dt.datetime] = []
-    with engine.db.connect() as conn:
-        tree = engine._tree(conn, root)
-        rounds = review_rounds(conn, plan, tree)
-        scopes = dict(conn.execute(select(s.work_items.c.id, s.instances.c.process_id)
-                                   .join(s.instances, s.instances.c.id == s.work_items.c.instance_id)
-                                   .where(s.work_items.c.instance_id.in_(tree),
-                                          s.work_items.c.status == "open")).all())
-    for item in engine.open_work(root):
-        element = plan.definition.process(scopes[item.id]).element(item.element_id)
-        form = plan.forms[element.form]
-        if form.kind == "fields":
-            when, payload = scenario.decision_for(plan, rounds, item.opened_at)
-        else:
-            when = scenario.submission_time(plan, item.unit_code, item.opened_at, item.due_at)
-            payload = {"scores": scenario.scores_for(form, item.unit_code)}
-        if when is None:
-            continue
-        if when <= clock:
-            due_now.append({"unit": item.unit_code, "element": item.element_id, "stage": element.stage,
-                            "submitted_at": when.isoformat(), "payload": payload})
-        else:
-            upcoming.append(when)
-    return due_now, min(upcoming, default=None)
+@dataclass
+class PrefectActions:
+    """The moments of a simulated year, acted by the plan's Prefect flows."""
+
+    ref: RunRef
+    plan: object
+
+    async def record(self, stage: str, submissions: list, clock: dt.datetime) -> None:
+        batch = [{"unit": x.unit, "element": x.element, "submitted_at": x.submitted_at.isoformat(),
+                  "payload": x.payload} for x in submissions]
+        stage_def = next(st for st in self.plan.definition.stages if st.id == stage)
+        await stage_flow(stage_def)(self.ref, clock, submissions=batch)
+
+    async def sweep(self, clock: dt.datetime) -> None:
+        await deadline_sweep(self.ref, clock)
+
+    async def drive(self, clock: dt.datetime) -> None:
+        await drive(self.ref, clock)
 
 
 async def run_simulation(definition: Path, scenario_path: Path | None, out_dir: Path, db_url: str) -> Result:
@@ -101,30 +76,7 @@ async def run_simulation(definition: Path, scenario_path: Path | None, out_dir: 
         inst = engine.instance(root)
         clock = inst.clock_at or inst.started_at
 
-    for _ in range(10_000):
-        due_now, next_submission = _planned(engine, scenario, root, clock)
-        by_stage: dict[str, list[dict]] = {}
-        for sub in due_now:
-            by_stage.setdefault(sub.pop("stage"), []).append(sub)
-        for stage in plan.definition.stages:
-            if stage.id in by_stage:
-                await stage_flow(stage)(ref, clock, submissions=by_stage[stage.id])
-        next_deadline = engine.next_deadline_at(root)
-        if next_deadline is not None and next_deadline <= clock:
-            await deadline_sweep(ref, clock)
-        await drive(ref, clock)
-        engine.set_clock(root, clock)
-        if engine.instance(root).status == "completed":
-            break
-        due_now, next_submission = _planned(engine, scenario, root, clock)
-        if due_now:
-            continue
-        candidates = [t for t in (next_submission, engine.next_deadline_at(root)) if t is not None]
-        if not candidates:
-            raise SimulationStuck(
-                f"the plan cannot move on after {clock.isoformat()}: nothing is planned and no timer is due "
-                "(a unit never submits to a task with no closing timer?)")
-        clock = max(min(candidates), clock)
+    await run_year(engine, scenario, root, clock, PrefectActions(ref, plan))
     summary = build_summary(engine, root)
     with engine.db.connect() as conn:
         report = conn.scalar(select(s.reports.c.markdown).where(s.reports.c.instance_id == root)
