@@ -281,9 +281,49 @@ def sweep(
     out.print(f"{total} reminder(s) and escalation(s) recorded.", highlight=False)
 
 
+@app.command()
+def serve(
+    definition: Path = typer.Argument(Path("definitions/hai-duong-dan-van-2022.yaml"), help="process definition"),
+    db: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the engine's store"),
+) -> None:
+    """Register the plan's deployments and automations with the Prefect server and run them."""
+    from engine import load_plan
+
+    if not os.environ.get("PREFECT_API_URL"):
+        _fail(ValueError("PREFECT_API_URL is not set: start a server (prefect server start) and export "
+                         "PREFECT_API_URL=http://127.0.0.1:4200/api — see README, 'Run it for real'"))
+    try:
+        load_plan(definition)
+    except _user_errors() as exc:
+        _fail(exc)
+    from flows.serve import serve as serve_plan
+
+    url = _db_url(db)
+    out.print(f"Serving {definition} (store {url}) at {os.environ['PREFECT_API_URL']}", highlight=False)
+    asyncio.run(serve_plan(str(definition), url))
+
+
+@app.command()
+def automations() -> None:
+    """Create (or replace) the plan's automations on the Prefect server, for deployments made by
+    ``prefect deploy --all`` (``planflow serve`` creates them itself)."""
+    if not os.environ.get("PREFECT_API_URL"):
+        _fail(ValueError("PREFECT_API_URL is not set: export PREFECT_API_URL=http://127.0.0.1:4200/api "
+                         "(the server the deployments were made on)"))
+    from flows.serve import register_automations
+
+    try:
+        names = asyncio.run(register_automations())
+    except LookupError as exc:
+        _fail(exc)
+    for name in names:
+        out.print(f"[green]automation[/green] {name}", highlight=False)
+
+
 def main() -> None:  # pragma: no cover
     app()
 
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+

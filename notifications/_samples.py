@@ -166,6 +166,11 @@ SAMPLE_CONTEXTS: dict[str, dict] = {
         "classes": {"Tốt": 17, "Khá": 10, "Trung bình": 2, "Yếu": 0, "Không đủ điều kiện xếp loại": 1},
         "report_name": REPORT_NAME,
     },
+    "incident": {
+        **_base(SO_NOI_VU, _at(2022, 12, 16, 8, 5)),
+        "incident": {"step": "aggregation", "flow_run": "lucky-heron", "state": "Crashed",
+                     "message": "Flow run process exited with code 137"},
+    },
     "review-result": {
         **_base(SO_NOI_VU, _at(2022, 12, 26, 15, 30)),
         "sender": {"name": "Ban Dân vận Tỉnh ủy Hải Dương"},

@@ -27,6 +27,8 @@ Per kind, in addition:
 * ``review-request``: ``round``, ``counts`` {``expected``, ``on_time``, ``late``,
   ``missing``}, ``classes`` (label -> count), ``report_name``;
 * ``review-result``: ``decision`` ("approve" | "return"), ``comment`` (str or None), ``round``;
+* ``incident``: ``incident`` {``step``, ``flow_run``, ``state``, ``message``} — to the
+  operators at Sở Nội vụ when a run of a plan deployment failed or crashed;
 * ``publication``: ``results`` (list of {``name``, ``score`` (float or None),
   ``classification``}), ``counts``.
 
@@ -75,6 +77,7 @@ KINDS: tuple[str, ...] = (
     "review-request",
     "report-upward",
     "review-result",
+    "incident",
     "publication",
 )
 

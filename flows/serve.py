@@ -1,0 +1,143 @@
+"""``planflow serve``: the plan's deployments, their schedules and automations, one process.
+
+Against a Prefect server (``PREFECT_API_URL``), this registers the deployments — their
+schedules in Asia/Ho_Chi_Minh — creates the automations, and runs the flows they start
+(Prefect's ``serve``: no work pool needed). ``prefect.yaml`` declares the same
+deployments for ``prefect deploy --all`` with a process work pool and a worker.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from engine import load_plan
+from flows import operations as ops
+
+WORKING_MORNINGS = "0 7 * * 1-5"  # 07:00 Monday–Friday; the sweep itself skips days off
+
+PLAN_DEPLOYMENTS = ("plan-cycle", "deadline-sweep", "advance", "submit-self-evaluation", "review-decision",
+                    "retrigger-step", "deliver-outbox")
+
+
+async def deployments(definition: str, db_url: str | None):
+    from prefect.schedules import Cron
+
+    plan = load_plan(definition)
+    start = plan.definition.main.start
+    tz = (start.timer and start.timer.timezone) or plan.definition.timezone
+    params = {"definition": str(Path(definition).resolve()), "db_url": db_url}
+    tags = ["planflow", plan.id]
+    cycle = [Cron(start.timer.cron, timezone=tz)] if start.timer else []
+    specs = [
+        (ops.plan_cycle, "plan-cycle", {**params, "year": plan.definition.year}, cycle, tags),
+        (ops.daily_deadline_sweep, "deadline-sweep", params, [Cron(WORKING_MORNINGS, timezone=tz)], tags),
+        (ops.advance, "advance", params, [], tags),
+        (ops.submit_self_evaluation, "submit-self-evaluation", params, [], [*tags, "operator"]),
+        (ops.review_decision, "review-decision", params, [], [*tags, "operator"]),
+        (ops.retrigger_step, "retrigger-step", params, [], [*tags, "operator"]),
+        (ops.deliver_outbox, "deliver-outbox", params, [], tags),
+        (ops.record_incident, "record-incident", params, [], tags),
+    ]
+    return [await flow.ato_deployment(name=name, parameters=parameters, schedules=schedules, tags=t)
+            for flow, name, parameters, schedules, t in specs]
+
+
+async def ensure_automations(ids: dict[str, object]) -> list[str]:
+    """Create (or replace) the automations that tie events to deployments; return their names."""
+    from prefect.automations import Automation
+    from prefect.events.actions import RunDeployment
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    wanted = [
+        Automation(
+            name="planflow: báo cáo đã gửi → chuyển tiếp",
+            description="A unit's submission (or a review decision) moves the plan instance on.",
+            trigger=EventTrigger(expect={"planflow.unit.submitted"}, match={"prefect.resource.id": "planflow.unit.*"},
+                                 posture=Posture.Reactive, threshold=1),
+            actions=[RunDeployment(source="selected", deployment_id=ids["advance"],
+                                   parameters={"instance": "{{ event.payload.instance }}"})],
+        ),
+        Automation(
+            name="planflow: đơn vị quá hạn → gửi thông báo",
+            description="Overdue units (escalations recorded by a sweep): deliver their letters now — one "
+                        "delivery run for a sweep's burst of events, not one per unit.",
+            # a sweep emits one event per escalation (hundreds at once) after queueing all their
+            # letters; one deliver-outbox run sends them all, so fire on the first event and
+            # ignore the rest of the burst (a reactive trigger waits out `within` after firing)
+            trigger=EventTrigger(expect={"planflow.unit.overdue"}, match={"prefect.resource.id": "planflow.unit.*"},
+                                 posture=Posture.Reactive, threshold=1, within=dt.timedelta(minutes=2)),
+            actions=[RunDeployment(source="selected", deployment_id=ids["deliver-outbox"])],
+        ),
+        Automation(
+            name="planflow: lần chạy thất bại → sự cố",
+            description="A Failed or Crashed run of a plan deployment becomes an incident and a letter to Sở Nội vụ.",
+            trigger=EventTrigger(
+                expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
+                match_related={"prefect.resource.id": [f"prefect.deployment.{ids[n]}" for n in PLAN_DEPLOYMENTS]},
+                posture=Posture.Reactive, threshold=1),
+            actions=[RunDeployment(source="selected", deployment_id=ids["record-incident"], parameters={
+                "flow_run": "{{ flow_run.name }}", "state": "{{ event.event }}",
+                "message": "{{ flow_run.state.message }}", "step": "{{ flow.name }}"})],
+        ),
+    ]
+    names = []
+    for automation in wanted:
+        try:
+            existing = await Automation.aread(name=automation.name)
+        except ValueError:
+            existing = None
+        if existing is not None:
+            await existing.adelete()
+        await automation.acreate()
+        names.append(automation.name)
+    return names
+
+
+# deployment name -> its flow, as declared here and in prefect.yaml
+DEPLOYMENT_FLOWS = {
+    "plan-cycle": ops.plan_cycle, "deadline-sweep": ops.daily_deadline_sweep, "advance": ops.advance,
+    "submit-self-evaluation": ops.submit_self_evaluation, "review-decision": ops.review_decision,
+    "retrigger-step": ops.retrigger_step, "deliver-outbox": ops.deliver_outbox,
+    "record-incident": ops.record_incident,
+}
+
+
+async def deployment_ids() -> dict[str, object]:
+    """The ids of the plan's deployments on the server (``prefect deploy --all`` made them)."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    ids, missing = {}, []
+    async with get_client() as client:
+        for name, flow in DEPLOYMENT_FLOWS.items():
+            try:
+                ids[name] = (await client.read_deployment_by_name(f"{flow.name}/{name}")).id
+            except ObjectNotFound:
+                missing.append(f"{flow.name}/{name}")
+    if missing:
+        raise LookupError(f"deployment(s) {', '.join(missing)} not found on the server: "
+                          "run `prefect deploy --all` (prefect.yaml) first")
+    return ids
+
+
+async def register_automations() -> list[str]:
+    """The automations alone, for deployments made by ``prefect deploy --all``."""
+    return await ensure_automations(await deployment_ids())
+
+
+async def register(definition: str, db_url: str | None):
+    """Register the deployments and automations; return (deployments, ids)."""
+    deps = await deployments(definition, db_url)
+    ids = {}
+    for d in deps:
+        ids[d.name] = await d.aapply()
+    await ensure_automations(ids)
+    return deps, ids
+
+
+async def serve(definition: str, db_url: str | None) -> None:
+    from prefect import aserve
+
+    deps, _ = await register(definition, db_url)
+    await aserve(*deps, print_starting_message=True)
