@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import email
 import email.policy
-import socket
 import subprocess
 import sys
 import unicodedata
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
+from tests.smtp import Mailbox, free_port
 from notifications import (
     KINDS,
     SAMPLE_CONTEXTS,
@@ -314,34 +314,12 @@ def test_file_channel_writes_one_file_per_key(tmp_path):
 # --- SMTP against a real local server ------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class StoringHandler:
-    """An aiosmtpd handler that keeps every envelope and refuses some addresses."""
-
-    def __init__(self, refuse: tuple[str, ...] = ()):
-        self.refuse = set(refuse)
-        self.envelopes = []
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address in self.refuse:
-            return "550 5.1.1 mailbox unavailable"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        self.envelopes.append(envelope)
-        return "250 Message accepted for delivery"
 
 
 @pytest.fixture
 def smtp_server():
-    handler = StoringHandler(refuse=("khong-ton-tai@haiduong.example",))
-    controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
+    handler = Mailbox(refuse=("khong-ton-tai@haiduong.example",))
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
     controller.start()
     try:
         yield controller, handler
@@ -398,7 +376,7 @@ def test_smtp_partly_refused_returns_the_refused(smtp_server):
 
 
 def test_smtp_nothing_listening_is_temporary():
-    channel = SmtpChannel("127.0.0.1", _free_port(), security="none", timeout=5)
+    channel = SmtpChannel("127.0.0.1", free_port(), security="none", timeout=5)
     _, mail = _email()
     with pytest.raises(DeliveryError) as info:
         channel.deliver(mail, "run-1/reminder/ubnd-huyen-thanh-mien")

@@ -24,42 +24,12 @@ from aiosmtpd.smtp import AuthResult
 from sqlalchemy import select, update
 
 from tests.conftest import PLAN, REPO
+from tests.smtp import Mailbox, free_port
 
 TZ = dt.timezone(dt.timedelta(hours=7))
 AS_OF = dt.datetime(2022, 3, 15, 8, 0, tzinfo=TZ)
 REFUSED = "so-y-te@hai-duong.example.org"
 sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Mailbox:
-    """An aiosmtpd handler keeping every envelope; refuses some addresses with 550."""
-
-    def __init__(self, refuse=(), delay: float = 0.0):
-        self.refuse = set(refuse)
-        self.delay = delay
-        self.envelopes = []
-        self.auth = []
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address in self.refuse:
-            return "550 5.1.1 mailbox unavailable"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        self.envelopes.append(envelope)
-        return "250 Message accepted for delivery"
-
-    def per_recipient(self) -> Counter:
-        return Counter(rcpt for env in self.envelopes for rcpt in env.rcpt_tos)
 
 
 @pytest.fixture
@@ -77,7 +47,7 @@ def smtp(monkeypatch):
 
     def start(port: int | None = None, mailbox: Mailbox | None = None, **kwargs):
         mailbox = mailbox or Mailbox()
-        controller = Controller(mailbox, hostname="127.0.0.1", port=port or _free_port(), **kwargs)
+        controller = Controller(mailbox, hostname="127.0.0.1", port=port or free_port(), **kwargs)
         controller.start()
         controllers.append(controller)
         point_at(controller.port)
@@ -180,7 +150,7 @@ def test_server_down_keeps_rows_pending_then_delivers_each_once(state, smtp, db_
     from flows.delivery import NotDeliveredYet, deliver_pending
 
     ref, plan = state
-    port = _free_port()
+    port = free_port()
     smtp.point_at(port)  # nothing listens there yet
     with pytest.raises(NotDeliveredYet, match="40 notification"):
         deliver_pending(ref, AS_OF)
@@ -203,7 +173,7 @@ def test_rows_out_of_attempts_become_incidents(state, smtp, db_url, monkeypatch)
 
     ref, _ = state
     monkeypatch.setenv("PLANFLOW_OUTBOX_MAX_ATTEMPTS", "2")
-    smtp.point_at(_free_port())
+    smtp.point_at(free_port())
     with pytest.raises(NotDeliveredYet):
         deliver_pending(ref, AS_OF)
     assert deliver_pending(ref, AS_OF) == 0  # the last attempt: incidents, not an error
@@ -404,7 +374,7 @@ def test_prefect_task_retries_until_the_server_is_up(prefect_harness, state, smt
     from flows.stages import deliver_notifications
 
     ref, plan = state
-    port = _free_port()
+    port = free_port()
     smtp.point_at(port)
     started = []
 
