@@ -97,7 +97,9 @@ class Server:
                     "PREFECT_UI_API_URL": self.api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                     "PREFECT_TELEMETRY_ENABLE_RESOURCE_METRICS": "false",
                     # a SQLite-backed server answers 503 when its database is locked; log those
-                    "PREFECT_API_LOG_RETRYABLE_ERRORS": "true"}
+                    "PREFECT_API_LOG_RETRYABLE_ERRORS": "true",
+                    # and let its writes wait for a lock longer than the default 10 s
+                    "PREFECT_SERVER_DATABASE_TIMEOUT": "30"}
 
     def get(self, path: str):
         import httpx
@@ -249,6 +251,7 @@ def test_operator_runs_the_plan_from_the_prefect_ui(served):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000}, locale="vi-VN")
             page.set_default_timeout(30_000)
+            expect.set_options(timeout=20_000)  # a loaded 2-core machine renders slowly
 
             # the plan-cycle run and its artifacts
             page.goto(f"{server.base}/runs/flow-run/{cycle_id}")
@@ -297,18 +300,23 @@ def test_operator_runs_the_plan_from_the_prefect_ui(served):
             _property(page, "unit").scroll_into_view_if_needed()
             page.screenshot(path=SHOTS / "4-submit-form.png")
             page.set_viewport_size({"width": 1400, "height": 1000})
-            toast = page.locator(".toast-flow-run-create").filter(has_text="scheduled to start").last
+            toast = page.locator(".toast-flow-run-create").filter(has_text="scheduled to start")
             refused = page.get_by_text("Something went wrong trying to create a flow run")
-            for attempt in range(3):
+            for attempt in range(1, 5):
+                seen = refused.count()
                 page.get_by_role("button", name="Submit").click()
-                expect(toast.or_(refused.last)).to_be_visible(timeout=15_000)
-                if toast.is_visible():
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline and not toast.count() and refused.count() == seen:
+                    page.wait_for_timeout(200)
+                if toast.count() or refused.count() == seen:
                     break
-                # the server answered 503 (its SQLite database was busy): submit the form again
-                print(f"submit refused by the server (attempt {attempt + 1}):\n{_tail(server.log, 15)}")
-                page.screenshot(path=SHOTS / f"4-submit-refused-{attempt + 1}.png")
-                page.wait_for_timeout(2000)
-            expect(toast).to_be_visible()
+                # the server answered 503: its SQLite database was locked by a burst of writes
+                # (see server.log); what an operator does — submit the same form again
+                print(f"submit refused by the server (attempt {attempt})")
+                page.screenshot(path=SHOTS / f"4-submit-refused-{attempt}.png")
+                page.wait_for_timeout(1000 * attempt)
+            expect(toast.last).to_be_visible()
+            toast = toast.last
             name = toast.inner_text().split(" scheduled")[0].strip()
             submits = [r for r in server.flow_runs("submit-self-evaluation") if r["name"] == name]
             assert len(submits) == 1 and submits[0]["parameters"]["unit"] == "so-y-te", submits
@@ -338,10 +346,14 @@ def test_operator_runs_the_plan_from_the_prefect_ui(served):
 
             follow = server.wait_for("an advance run after the submission", advanced, 60)
             assert follow["created_by"]["type"] == "AUTOMATION"
+            assert follow["created_by"]["display_value"] == "planflow: báo cáo đã gửi → chuyển tiếp"
             done = server.wait_run(follow["id"], 90)
             assert done["state"]["type"] == "COMPLETED", (done["state"], _tail(served["log"]))
             page.goto(f"{server.base}/runs/flow-run/{follow['id']}")
-            expect(page.get_by_text("planflow: báo cáo đã gửi → chuyển tiếp")).to_be_visible()
+            # (the header names the automation too — "Automation planflow: báo cáo đã gửi → chuyển
+            # tiếp" — but not always at once, so the API's created_by above is what is checked)
+            expect(page.get_by_text("Completed").first).to_be_visible()
+            expect(page.get_by_text("Beginning flow run").first).to_be_visible()
             page.screenshot(path=SHOTS / "6-advance-run.png", full_page=True)
         except Exception:
             for p in browser.contexts[0].pages if browser.contexts else []:
