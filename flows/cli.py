@@ -122,7 +122,7 @@ def status(db: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the en
         return
     for r in rows:
         out.print(f"[bold]{r['key']}[/bold] — {r['status']}, clock {r['clock_at'] or '—'}", highlight=False)
-        out.print(f"  reported {r['reported']}/{r['expected']} units; open steps: "
+        out.print(f"  reported {r['reported']}/{r['expected']} units asked so far; open steps: "
                   f"{', '.join(r['open_steps']) or 'none'}", highlight=False)
         for stalled in r["stalled"]:
             out.print(f"  [red]stalled[/red] {stalled}", highlight=False)
