@@ -102,7 +102,8 @@ DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_LEASE_SECONDS = 600
 
 
-def _env_number(name: str, default: float, minimum: float) -> float:
+def env_number(name: str, default: float, minimum: float) -> float:
+    """A numeric setting from the environment, checked (a bad value names the variable)."""
     text = os.environ.get(name)
     if text in (None, ""):
         return default
@@ -117,12 +118,12 @@ def _env_number(name: str, default: float, minimum: float) -> float:
 
 def max_attempts() -> int:
     """Attempts after which a row that keeps failing temporarily becomes ``failed``."""
-    return int(_env_number("PLANFLOW_OUTBOX_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, 1))
+    return int(env_number("PLANFLOW_OUTBOX_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, 1))
 
 
 def lease() -> dt.timedelta:
     """How long a claim protects a row in ``sending`` from being taken over."""
-    return dt.timedelta(seconds=_env_number("PLANFLOW_OUTBOX_LEASE_SECONDS", DEFAULT_LEASE_SECONDS, 0))
+    return dt.timedelta(seconds=env_number("PLANFLOW_OUTBOX_LEASE_SECONDS", DEFAULT_LEASE_SECONDS, 0))
 
 
 def now() -> dt.datetime:

@@ -37,14 +37,7 @@ class NotDeliveredYet(RuntimeError):
 
 def backoff_seconds() -> float:
     """First retry delay of the delivery task; each further retry waits twice as long."""
-    text = os.environ.get("PLANFLOW_OUTBOX_BACKOFF_SECONDS")
-    if text in (None, ""):
-        return DEFAULT_BACKOFF_SECONDS
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"PLANFLOW_OUTBOX_BACKOFF_SECONDS must be a number, not {text!r}") from None
-    return max(value, 0.0)
+    return outbox.env_number("PLANFLOW_OUTBOX_BACKOFF_SECONDS", DEFAULT_BACKOFF_SECONDS, 0.0)
 
 
 def smtp_channel(environ=None) -> SmtpChannel:
