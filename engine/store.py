@@ -15,6 +15,7 @@ from sqlalchemy import (
     Table, Text, TypeDecorator, UniqueConstraint, create_engine, event,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 DEFAULT_URL = "sqlite:///out/planflow.db"
 
@@ -189,8 +190,17 @@ def connect(url: str | None = None) -> Engine:
     """The SQLAlchemy engine for ``url`` (one per process and URL), schema created."""
     url = database_url(url)
     if url not in _ENGINES:
-        _ENGINES[url] = _create(url)
+        try:
+            _ENGINES[url] = _create(url)
+        except (ArgumentError, NoSuchModuleError, OperationalError) as exc:
+            raise StoreError(f"cannot open the store '{url}': {str(exc).splitlines()[0]} "
+                             "(give a SQLAlchemy URL such as sqlite:///out/planflow.db or "
+                             "postgresql://user@host:5432/db)") from None
     return _ENGINES[url]
+
+
+class StoreError(ValueError):
+    """The store's URL is wrong or its database cannot be reached."""
 
 
 def dispose(url: str) -> None:

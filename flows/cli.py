@@ -21,8 +21,9 @@ err = Console(stderr=True)
 
 def _user_errors():
     from engine import CalendarError, DefinitionError, SubmissionError
+    from engine.store import StoreError
 
-    return (DefinitionError, SubmissionError, CalendarError, FileNotFoundError)
+    return (DefinitionError, SubmissionError, CalendarError, StoreError, FileNotFoundError)
 
 
 def _fail(exc: Exception) -> None:

@@ -282,3 +282,14 @@ def test_cli_validate_accepts_the_shipped_plan():
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout and "hai-duong-dan-van-2022" in result.stdout
     assert result.stderr.strip() == ""
+
+
+def test_a_wrong_store_url_is_a_clear_error_not_a_traceback():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "status", "--db", "notaurl://x"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "cannot open the store 'notaurl://x'" in done.stderr
+    assert "Traceback" not in done.stderr
