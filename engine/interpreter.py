@@ -131,11 +131,7 @@ class Engine:
             return self._tree(conn, root_id)
 
     def _tree(self, conn, root_id: int) -> list[int]:
-        ids, frontier = [root_id], [root_id]
-        while frontier:
-            frontier = list(conn.scalars(select(s.instances.c.id).where(s.instances.c.parent_id.in_(frontier))))
-            ids += frontier
-        return ids
+        return s.tree_ids(conn, root_id)
 
     # --- moving tokens ---------------------------------------------------------------
 

@@ -158,14 +158,6 @@ def _claimant_gone(claimed_by: str | None) -> bool:
     return False
 
 
-def pending(db, limit: int = 1000, instance_ids: list[int] | None = None) -> list:
-    with db.connect() as conn:
-        q = select(s.outbox).where(s.outbox.c.status == "pending")
-        if instance_ids is not None:
-            q = q.where(s.outbox.c.instance_id.in_(instance_ids))
-        return conn.execute(q.order_by(s.outbox.c.id).limit(limit)).all()
-
-
 def deliverable(db, *, instance_ids: list[int] | None = None, definition_id: str | None = None,
                 ids: list[int] | None = None, at: dt.datetime | None = None,
                 lease_for: dt.timedelta | None = None, limit: int = 100_000) -> list:

@@ -15,10 +15,7 @@ def instances_status(url: str) -> list[dict]:
         roots = conn.execute(select(s.instances).where(s.instances.c.parent_id.is_(None))
                              .order_by(s.instances.c.id)).all()
         for root in roots:
-            tree, frontier = [root.id], [root.id]
-            while frontier:
-                frontier = list(conn.scalars(select(s.instances.c.id).where(s.instances.c.parent_id.in_(frontier))))
-                tree += frontier
+            tree = s.tree_ids(conn, root.id)
             items = dict(conn.execute(select(s.work_items.c.status, func.count())
                                       .where(s.work_items.c.instance_id.in_(tree))
                                       .group_by(s.work_items.c.status)).all())

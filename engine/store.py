@@ -11,6 +11,7 @@ import datetime as dt
 import os
 
 from sqlalchemy import (
+    select,
     JSON, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String,
     Table, Text, TypeDecorator, UniqueConstraint, create_engine, event,
 )
@@ -177,6 +178,15 @@ audit = Table(
     Column("detail", JSON),
 )
 Index("ix_audit_instance", audit.c.instance_id)
+
+
+def tree_ids(conn, root_id: int) -> list[int]:
+    """The ids of an instance and of every sub-process instance below it."""
+    ids, frontier = [root_id], [root_id]
+    while frontier:
+        frontier = list(conn.scalars(select(instances.c.id).where(instances.c.parent_id.in_(frontier))))
+        ids += frontier
+    return ids
 
 
 def database_url(url: str | None = None) -> str:
