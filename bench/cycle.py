@@ -39,8 +39,8 @@ def run_one(n: int, gso: Path, db_url: str | None, batch_size: int, shape: str =
             dump_to: Path | None = None) -> dict:
     import _registry
 
-    from engine import Engine, Submission, connect, load_plan
-    from engine import store
+    from planflow import Engine, Submission, connect, load_plan
+    from planflow import store
 
     out: dict = {"units": n, "shape": shape}
     with tempfile.TemporaryDirectory(prefix=f"planflow-bench-{n}-") as tmp:

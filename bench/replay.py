@@ -25,9 +25,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 
-from engine import Engine, Submission, SubmissionError, connect, load_plan, load_scenario  # noqa: E402
-from engine import store as s  # noqa: E402
-from engine.simulation import first_start, run_year  # noqa: E402
+from planflow import Engine, Submission, SubmissionError, connect, load_plan, load_scenario  # noqa: E402
+from planflow import store as s  # noqa: E402
+from planflow.simulation import first_start, run_year  # noqa: E402
 
 REPO = HERE.parent
 PLAN = REPO / "definitions" / "hai-duong-dan-van-2022.yaml"

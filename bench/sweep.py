@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import func, select, update  # noqa: E402
 
 from bench._registry import DEFAULT_GSO, generate_units, process_yaml, write_definition  # noqa: E402
-from engine import Engine, load_plan, store  # noqa: E402
+from planflow import Engine, load_plan, store  # noqa: E402
 
 TZ = dt.timezone(dt.timedelta(hours=7))
 LADDER = """    reminders: [-5wd, -2wd, -1wd]

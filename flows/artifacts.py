@@ -12,10 +12,10 @@ import re
 
 from sqlalchemy import select
 
-from engine import store as s
-from engine.aggregation import _group_of
-from engine.summary import build_summary
-from flows.runtime import RunRef, engine_for, root_id
+from planflow import store as s
+from planflow.aggregation import group_of
+from planflow.summary import build_summary
+from planflow.flows.runtime import RunRef, engine_for, root_id
 
 GROUP_VI = {"department": "Sở, ban, ngành", "district": "UBND cấp huyện", "commune": "UBND cấp xã"}
 GROUPS = tuple(GROUP_VI)
@@ -44,7 +44,7 @@ def _reporting_units(engine, as_of: dt.datetime) -> list[str]:
 
     walk(plan.definition.main, None)
     order = {u.code: i for i, u in enumerate(plan.registry.units)}
-    return sorted(found, key=lambda c: (GROUPS.index(_group_of(plan.registry.get(c))), order.get(c, 0)))
+    return sorted(found, key=lambda c: (GROUPS.index(group_of(plan.registry.get(c))), order.get(c, 0)))
 
 
 def _when(value: str | None) -> str:
@@ -77,7 +77,7 @@ async def publish_artifacts(ref: RunRef, as_of: dt.datetime) -> dict:
     def row(code: str) -> dict:
         u = units.get(code)
         if u is None:
-            return {"Đơn vị": reg.get(code).name, "Mã": code, "Cấp": GROUP_VI[_group_of(reg.get(code))], "Hạn": "—",
+            return {"Đơn vị": reg.get(code).name, "Mã": code, "Cấp": GROUP_VI[group_of(reg.get(code))], "Hạn": "—",
                     "Gửi lúc": "—", "Tình trạng": NOT_OPEN, "Điểm": None, "Xếp loại": "", "Cấp đôn đốc": 0}
         return {"Đơn vị": reg.get(code).name, "Mã": code, "Cấp": GROUP_VI[u["group"]], "Hạn": _when(u["due"]),
                 "Gửi lúc": _when(u["submitted_at"]), "Tình trạng": u["status_qd42"],
@@ -88,9 +88,9 @@ async def publish_artifacts(ref: RunRef, as_of: dt.datetime) -> dict:
         table=[row(c) for c in codes])
     districts = []
     for code in codes:
-        if _group_of(reg.get(code)) != "district":
+        if group_of(reg.get(code)) != "district":
             continue
-        communes = [c for c in codes if _group_of(reg.get(c)) == "commune" and reg.get(c).parent == code]
+        communes = [c for c in codes if group_of(reg.get(c)) == "commune" and reg.get(c).parent == code]
         districts.append({"UBND cấp huyện": reg.get(code).name, "Tình trạng": row(code)["Tình trạng"],
                           "Cấp xã đã báo cáo": sum(1 for c in communes
                                                    if units.get(c, {}).get("status") in ("on_time", "late")),

@@ -20,8 +20,8 @@ err = Console(stderr=True)
 
 
 def _user_errors():
-    from engine import CalendarError, DefinitionError, SubmissionError
-    from engine.store import StoreError
+    from planflow import CalendarError, DefinitionError, SubmissionError
+    from planflow.store import StoreError
 
     return (DefinitionError, SubmissionError, CalendarError, StoreError, FileNotFoundError)
 
@@ -47,7 +47,7 @@ def _db_url(db: Optional[str], out_dir: Path | None = None) -> str:
 @app.command()
 def validate(definition: Path = typer.Argument(..., help="process definition (YAML)")) -> None:
     """Check a definition, its registry, forms, calendar and templates."""
-    from engine import load_plan
+    from planflow import load_plan
 
     try:
         plan = load_plan(definition)
@@ -68,11 +68,20 @@ def simulate(
     db: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the engine's store (default: sqlite in --out)"),
 ) -> None:
     """Run a whole plan year in simulated time through Prefect (ephemeral API)."""
-    from flows.runtime import prefect_defaults
+    from planflow import load_plan, load_scenario
+    from planflow.flows.runtime import prefect_defaults, private_prefect_home
+    from planflow.scenario import default_scenario
 
+    try:  # refuse a broken plan or scenario before anything is written
+        plan = load_plan(definition)
+        load_scenario(scenario or default_scenario(plan), plan)
+    except _user_errors() as exc:
+        _fail(exc)
+    if not os.environ.get("PREFECT_API_URL"):
+        private_prefect_home(out_dir / "prefect-home")
     prefect_defaults()
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from flows.simulate import SimulationStuck, run_simulation
+    from planflow.flows.simulate import SimulationStuck, run_simulation
 
     started = time.monotonic()
     try:
@@ -111,7 +120,7 @@ def _print_summary(summary: dict) -> None:
 @app.command()
 def status(db: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the engine's store")) -> None:
     """Plan instances in a store: progress, open steps, failed steps and notifications."""
-    from engine.status import instances_status
+    from planflow.status import instances_status
 
     url = _db_url(db)
     try:
@@ -139,7 +148,9 @@ def _definition_for(definition_id: str, digest: str | None, given: Path | None) 
 
     if given is not None:
         return given
-    folders = [Path.cwd() / "definitions", Path(__file__).resolve().parents[1] / "definitions"]
+    from planflow.definitions import shipped
+
+    folders = [Path.cwd() / "definitions", shipped()]
     matches: list[Path] = []
     for folder in dict.fromkeys(f.resolve() for f in folders if f.is_dir()):
         for path in sorted(folder.glob("*.yaml")):
@@ -176,8 +187,8 @@ def notifications(
 
     from rich.markup import escape
 
-    from engine import outbox
-    from engine import store as s
+    from planflow import outbox
+    from planflow import store as s
 
     url = _db_url(db)
     store = s.connect(url)
@@ -201,8 +212,8 @@ def notifications(
         out.print("Nothing to retry.", highlight=False)
         return
 
-    from flows.delivery import channel_for, deliver_pending
-    from flows.runtime import RunRef
+    from planflow.flows.delivery import channel_for, deliver_pending
+    from planflow.flows.runtime import RunRef
 
     who = actor or os.environ.get("USER") or getpass.getuser()
     now = dt.datetime.now(dt.timezone.utc)
@@ -254,7 +265,7 @@ def sweep(
     """Run the deadline sweep: reminders, escalations and closing of tasks due at --as-of."""
     import datetime as dt
 
-    from flows.runtime import prefect_defaults
+    from planflow.flows.runtime import prefect_defaults
 
     try:
         when = dt.datetime.fromisoformat(as_of)
@@ -264,9 +275,9 @@ def sweep(
         _fail(ValueError(f"--as-of '{as_of}' needs a UTC offset, e.g. +07:00"))
     prefect_defaults()
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from engine import load_plan
-    from flows.runtime import RunRef
-    from flows.stages import deadline_sweep
+    from planflow import load_plan
+    from planflow.flows.runtime import RunRef
+    from planflow.flows.stages import deadline_sweep
 
     url = _db_url(db)
     paths = definition or sorted(Path("definitions").glob("*.yaml"))
@@ -288,7 +299,7 @@ def serve(
     db: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the engine's store"),
 ) -> None:
     """Register the plan's deployments and automations with the Prefect server and run them."""
-    from engine import load_plan
+    from planflow import load_plan
 
     if not os.environ.get("PREFECT_API_URL"):
         _fail(ValueError("PREFECT_API_URL is not set: start a server (prefect server start) and export "
@@ -297,7 +308,7 @@ def serve(
         load_plan(definition)
     except _user_errors() as exc:
         _fail(exc)
-    from flows.serve import serve as serve_plan
+    from planflow.flows.serve import serve as serve_plan
 
     url = _db_url(db)
     out.print(f"Serving {definition} (store {url}) at {os.environ['PREFECT_API_URL']}", highlight=False)
@@ -311,7 +322,7 @@ def automations() -> None:
     if not os.environ.get("PREFECT_API_URL"):
         _fail(ValueError("PREFECT_API_URL is not set: export PREFECT_API_URL=http://127.0.0.1:4200/api "
                          "(the server the deployments were made on)"))
-    from flows.serve import register_automations
+    from planflow.flows.serve import register_automations
 
     try:
         names = asyncio.run(register_automations())

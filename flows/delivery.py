@@ -22,9 +22,9 @@ import datetime as dt
 import logging
 import os
 
-from engine import outbox
-from flows.runtime import RunRef, engine_for, root_id
-from notifications import DeliveryError, FileChannel, SmtpChannel, build_email, render
+from planflow import outbox
+from planflow.flows.runtime import RunRef, engine_for, root_id
+from planflow.notifications import DeliveryError, FileChannel, SmtpChannel, build_email, render
 
 log = logging.getLogger("planflow.delivery")
 

@@ -23,13 +23,13 @@ from typing import Literal, Optional
 from prefect import flow, get_run_logger
 from pydantic import Field, create_model
 
-from engine import Submission, SubmissionError, load_plan
-from flows.artifacts import publish_artifacts
-from flows.runtime import RunRef, engine_for, root_id
-from flows.stages import drive
+from planflow import Submission, SubmissionError, load_plan
+from planflow.definitions import shipped
+from planflow.flows.artifacts import publish_artifacts
+from planflow.flows.runtime import RunRef, engine_for, root_id
+from planflow.flows.stages import drive
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DEFINITION = os.environ.get("PLANFLOW_DEFINITION", str(REPO / "definitions" / "hai-duong-dan-van-2022.yaml"))
+DEFAULT_DEFINITION = os.environ.get("PLANFLOW_DEFINITION", str(shipped("hai-duong-dan-van-2022.yaml")))
 
 
 class OperatorError(ValueError):
@@ -37,7 +37,7 @@ class OperatorError(ValueError):
 
 
 def _db_url(db_url: str | None) -> str:
-    return db_url or os.environ.get("PLANFLOW_DATABASE_URL") or f"sqlite:///{REPO / 'out' / 'planflow.db'}"
+    return db_url or os.environ.get("PLANFLOW_DATABASE_URL") or f"sqlite:///{Path.cwd() / 'out' / 'planflow.db'}"
 
 
 def instance_key(plan, year: int | None = None) -> str:
@@ -47,7 +47,7 @@ def instance_key(plan, year: int | None = None) -> str:
 def _ref(definition: str, db_url: str | None, key: str | None = None) -> RunRef:
     plan = load_plan(definition)
     return RunRef(definition=str(plan.path), db_url=_db_url(db_url), root_key=key or instance_key(plan),
-                  outbox_dir=os.environ.get("PLANFLOW_OUTBOX_DIR", str(REPO / "out" / "outbox")))
+                  outbox_dir=os.environ.get("PLANFLOW_OUTBOX_DIR", str(Path.cwd() / "out" / "outbox")))
 
 
 def _now(as_of: dt.datetime | None) -> dt.datetime:
@@ -174,7 +174,7 @@ async def retrigger_step(step: str, reason: str, actor: str, instance: Optional[
     except ValueError as exc:
         raise OperatorError(str(exc)) from None
     if count:
-        from flows.stages import deliver_notifications
+        from planflow.flows.stages import deliver_notifications
 
         # letters put back in the outbox go out now, not at the next delivery of the plan
         deliver_notifications(ref, now)
@@ -189,7 +189,7 @@ async def daily_deadline_sweep(definition: str = DEFAULT_DEFINITION, db_url: Opt
                                as_of: Optional[dt.datetime] = None) -> int:
     """The scheduled sweep over every instance of the definition; nothing happens on a day off
     (the ladder's moments fall on working days), and the instance is moved on afterwards."""
-    from flows.stages import deadline_sweep
+    from planflow.flows.stages import deadline_sweep
 
     ref = _ref(definition, db_url, "")
     now = _now(as_of)
@@ -208,7 +208,7 @@ async def daily_deadline_sweep(definition: str = DEFAULT_DEFINITION, db_url: Opt
 @flow(name="deliver-outbox", description="Gửi các thông báo đang chờ trong hộp thư đi.")
 async def deliver_outbox(definition: str = DEFAULT_DEFINITION, db_url: Optional[str] = None,
                          instance: Optional[str] = None) -> int:
-    from flows.stages import deliver_notifications
+    from planflow.flows.stages import deliver_notifications
 
     return deliver_notifications(_ref(definition, db_url, instance if instance is not None else ""), _now(None))
 
@@ -223,7 +223,7 @@ async def record_incident(flow_run: str, state: str, message: str = "", step: st
     engine = engine_for(ref)
     root = root_id(ref)
     engine.record_incident(root, flow_run=flow_run, state=state, message=message, step=step or flow_run, as_of=now)
-    from flows.stages import deliver_notifications
+    from planflow.flows.stages import deliver_notifications
 
     deliver_notifications(ref, now)
     await publish_artifacts(ref, now)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from engine import Engine, connect, load_plan
+from planflow import Engine, connect, load_plan
 
 
 class RunRef(BaseModel):
@@ -45,3 +45,12 @@ def prefect_defaults() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_TELEMETRY_ENABLE_RESOURCE_METRICS", "false")
+
+
+def private_prefect_home(home: Path) -> None:
+    """Run Prefect from ``home`` (its ephemeral API, database and profiles), not from the
+    user's ``~/.prefect`` or active profile. Call before Prefect is imported."""
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["PREFECT_HOME"] = str(home.resolve())
+    os.environ["PREFECT_PROFILES_PATH"] = str(home.resolve() / "profiles.toml")
+    os.environ.pop("PREFECT_PROFILE", None)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from engine import load_plan
-from flows import operations as ops
+from planflow import load_plan
+from planflow.flows import operations as ops
 
 WORKING_MORNINGS = "0 7 * * 1-5"  # 07:00 Monday–Friday; the sweep itself skips days off
 
@@ -21,6 +21,7 @@ PLAN_DEPLOYMENTS = ("plan-cycle", "deadline-sweep", "advance", "submit-self-eval
 
 
 async def deployments(definition: str, db_url: str | None):
+    from prefect.deployments.runner import EntrypointType
     from prefect.schedules import Cron
 
     plan = load_plan(definition)
@@ -39,7 +40,9 @@ async def deployments(definition: str, db_url: str | None):
         (ops.deliver_outbox, "deliver-outbox", params, [], tags),
         (ops.record_incident, "record-incident", params, [], tags),
     ]
-    return [await flow.ato_deployment(name=name, parameters=parameters, schedules=schedules, tags=t)
+    # by module path (planflow.flows.operations:...), so the runs import the installed package
+    return [await flow.ato_deployment(name=name, parameters=parameters, schedules=schedules, tags=t,
+                                      entrypoint_type=EntrypointType.MODULE_PATH)
             for flow, name, parameters, schedules, t in specs]
 
 

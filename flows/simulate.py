@@ -17,23 +17,13 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from engine import load_plan, load_scenario
-from engine import store as s
-from engine.simulation import SimulationStuck, first_start, run_year  # noqa: F401 - SimulationStuck for the CLI
-from engine.summary import build_summary
-from flows.runtime import RunRef, engine_for
-from flows.stages import deadline_sweep, drive, stage_flow
-
-DEFAULT_SCENARIOS = Path(__file__).resolve().parents[1] / "definitions" / "scenarios"
-
-
-def default_scenario(plan_path: Path) -> Path:
-    plan = load_plan(plan_path)
-    candidate = DEFAULT_SCENARIOS / f"{plan.definition.registry.split('/')[-1].removesuffix('.yaml')}.yaml"
-    if not candidate.exists():
-        raise FileNotFoundError(f"no --scenario given and no {candidate} to fall back on")
-    return candidate
-
+from planflow import load_plan, load_scenario
+from planflow.scenario import default_scenario
+from planflow import store as s
+from planflow.simulation import SimulationStuck, first_start, run_year  # noqa: F401 - SimulationStuck for the CLI
+from planflow.summary import build_summary
+from planflow.flows.runtime import RunRef, engine_for
+from planflow.flows.stages import deadline_sweep, drive, stage_flow
 
 @dataclass
 class Result:
@@ -64,7 +54,7 @@ class PrefectActions:
 
 async def run_simulation(definition: Path, scenario_path: Path | None, out_dir: Path, db_url: str) -> Result:
     plan = load_plan(definition)
-    scenario = load_scenario(scenario_path or default_scenario(definition), plan)
+    scenario = load_scenario(scenario_path or default_scenario(plan), plan)
     key = f"{plan.id}/{plan.definition.year}/simulation-{scenario.digest}"
     ref = RunRef(definition=str(plan.path), db_url=db_url, root_key=key, outbox_dir=str(out_dir / "outbox"))
     engine = engine_for(ref)

@@ -13,8 +13,8 @@ import datetime as dt
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from engine import Submission
-from flows.runtime import RunRef, engine_for, root_id
+from planflow import Submission
+from planflow.flows.runtime import RunRef, engine_for, root_id
 
 
 @task(cache_policy=NO_CACHE, task_run_name="record-submissions")
@@ -33,7 +33,7 @@ def run_step(ref: RunRef, element_id: str, token_ids: list[int], as_of: dt.datet
 
 from prefect.tasks import exponential_backoff  # noqa: E402 - kept next to the one task that uses it
 
-from flows import delivery as _delivery  # noqa: E402
+from planflow.flows import delivery as _delivery  # noqa: E402
 
 
 @task(cache_policy=NO_CACHE, task_run_name="deliver-notifications",

@@ -49,7 +49,7 @@ def db_url(request, tmp_path):
     base = PG_ADMIN.rsplit("/", 1)[0]
     url = f"{base}/{name}"
     yield url
-    from engine import store
+    from planflow import store
 
     store.dispose(url)
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
@@ -58,7 +58,7 @@ def db_url(request, tmp_path):
 
 @pytest.fixture(scope="session")
 def plan():
-    from engine import load_plan
+    from planflow import load_plan
 
     return load_plan(PLAN)
 

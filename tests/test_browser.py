@@ -215,7 +215,7 @@ def _property(page, label: str):
 def test_operator_runs_the_plan_from_the_prefect_ui(served):
     from playwright.sync_api import expect, sync_playwright
 
-    from flows.operations import ScoreSheet
+    from planflow.flows.operations import ScoreSheet
 
     started = time.monotonic()
     server, store = served["server"], served["store"]
@@ -234,7 +234,7 @@ def test_operator_runs_the_plan_from_the_prefect_ui(served):
     sweep_id = _deployment_run(served, "daily-deadline-sweep/deadline-sweep", as_of="2022-12-12T08:00:00+07:00")
     run = server.wait_run(sweep_id, 150)
     assert run["state"]["type"] == "COMPLETED", (run["state"], _tail(served["log"]))
-    overdue = _query(store, "select count(*) from notices where kind = 'escalation'")[0][0]
+    overdue = _query(store, "select count(*) from chases where kind = 'escalation'")[0][0]
     assert overdue > 0
     # the sweep's burst of planflow.unit.overdue events (one per escalation) starts one
     # delivery run, not one per event; let it finish before using the UI (a SQLite-backed

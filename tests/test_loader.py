@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine import DefinitionError, load_plan
+from planflow import DefinitionError, load_plan
 from tests.conftest import PLAN, REPO
 
 SHIPPED_TEXT = PLAN.read_text(encoding="utf-8")
@@ -253,7 +253,7 @@ def test_join_fed_from_downstream_of_itself_is_refused(write_variant):
 
 
 def _validate(path: Path, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flows.cli", "validate", str(path)],
+    return subprocess.run([sys.executable, "-m", "planflow.flows.cli", "validate", str(path)],
                           cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
@@ -288,7 +288,7 @@ def test_a_wrong_store_url_is_a_clear_error_not_a_traceback():
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "flows.cli", "status", "--db", "notaurl://x"],
+    done = subprocess.run([sys.executable, "-m", "planflow.flows.cli", "status", "--db", "notaurl://x"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert "cannot open the store 'notaurl://x'" in done.stderr

@@ -15,7 +15,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from tests.smtp import Mailbox, free_port
-from notifications import (
+from planflow.notifications import (
     KINDS,
     SAMPLE_CONTEXTS,
     DeliveryError,

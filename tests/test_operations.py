@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from engine import Submission
-from engine import store as s
+from planflow import Submission
+from planflow import store as s
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -60,8 +60,8 @@ def definition(tmp_path) -> str:
 
 
 def engine_of(definition: str, db_url: str):
-    from flows.operations import _ref
-    from flows.runtime import engine_for
+    from planflow.flows.operations import _ref
+    from planflow.flows.runtime import engine_for
 
     return engine_for(_ref(definition, db_url))
 
@@ -134,7 +134,7 @@ async def _artifacts(flow_run, *keys: str) -> dict:
 
 
 def artifacts(flow_run, *whats: str) -> dict:
-    from flows.artifacts import artifact_key
+    from planflow.flows.artifacts import artifact_key
 
     keys = {artifact_key(KEY, w): w for w in whats}
     found = run(_artifacts(flow_run, *keys))
@@ -160,7 +160,7 @@ def emls(folder: Path, kind: str) -> list[str]:
 
 
 def test_plan_cycle_starts_the_year_once_and_publishes_its_artifacts(db_url, outbox_dir, plan):
-    from flows.operations import plan_cycle
+    from planflow.flows.operations import plan_cycle
 
     state = run(plan_cycle(db_url=db_url, year=2022, as_of=ISSUED, return_state=True))
     assert state.is_completed(), state.message
@@ -193,7 +193,7 @@ def test_plan_cycle_starts_the_year_once_and_publishes_its_artifacts(db_url, out
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_plan_cycle_refuses_another_year(db_url, outbox_dir):
-    from flows.operations import plan_cycle
+    from planflow.flows.operations import plan_cycle
 
     state = run(plan_cycle(db_url=db_url, year=2023, as_of=ISSUED, return_state=True))
     assert state.is_failed()
@@ -205,7 +205,7 @@ def test_plan_cycle_refuses_another_year(db_url, outbox_dir):
 
 
 def test_refused_submissions_name_what_is_wrong_and_write_nothing(db_url, outbox_dir, plan):
-    from flows.operations import submit_self_evaluation
+    from planflow.flows.operations import submit_self_evaluation
 
     engine = engine_of(str(plan.path), db_url)
     start_quietly(engine)
@@ -239,7 +239,7 @@ def test_refused_submissions_name_what_is_wrong_and_write_nothing(db_url, outbox
 
 
 def test_submission_then_advance_moves_the_plan_through_review_to_publication(db_url, outbox_dir, plan):
-    from flows.operations import advance, plan_cycle, review_decision, submit_self_evaluation
+    from planflow.flows.operations import advance, plan_cycle, review_decision, submit_self_evaluation
 
     assert run(plan_cycle(db_url=db_url, as_of=ISSUED, return_state=True)).is_completed()
     engine = engine_of(str(plan.path), db_url)
@@ -301,7 +301,7 @@ def reports_database(monkeypatch):
     the same handler and keeps working). Everything around it is real: Prefect's task retries,
     the failed flow run, the token the engine keeps ready with its error, the audit, the outbox.
     """
-    from engine import services
+    from planflow import services
 
     real = services.HANDLERS["aggregate"]
     down = {"now": True, "calls": 0}
@@ -321,9 +321,9 @@ def test_failed_aggregation_retriggered_completes_without_duplicate_letters(
         db_url, outbox_dir, plan, definition, reports_database):
     from typer.testing import CliRunner
 
-    from flows.cli import app
-    from flows.operations import advance, plan_cycle, retrigger_step
-    from notifications import safe_key
+    from planflow.flows.cli import app
+    from planflow.flows.operations import advance, plan_cycle, retrigger_step
+    from planflow.notifications import safe_key
 
     assert run(plan_cycle(definition=definition, db_url=db_url, as_of=ISSUED, return_state=True)).is_completed()
     engine = engine_of(definition, db_url)
@@ -392,7 +392,7 @@ def test_failed_aggregation_retriggered_completes_without_duplicate_letters(
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_retrigger_names_the_steps_it_knows(db_url, outbox_dir, plan):
-    from flows.operations import retrigger_step
+    from planflow.flows.operations import retrigger_step
 
     start_quietly(engine_of(str(plan.path), db_url))
     state = run(retrigger_step(step="tong-hop", reason="thử", actor="x", db_url=db_url, return_state=True))
@@ -403,7 +403,7 @@ def test_retrigger_names_the_steps_it_knows(db_url, outbox_dir, plan):
 def test_retrigger_sends_the_letters_a_step_could_not_send(db_url, tmp_path, monkeypatch, plan):
     """The plan went out while its outbox could not be written (a path under a file): the
     letters failed for good; once the folder is right, re-triggering the step sends them."""
-    from flows.operations import deliver_outbox, retrigger_step
+    from planflow.flows.operations import deliver_outbox, retrigger_step
 
     engine = engine_of(str(plan.path), db_url)
     start_quietly(engine)  # dissemination queued, not delivered
@@ -432,8 +432,8 @@ def test_retrigger_sends_the_letters_a_step_could_not_send(db_url, tmp_path, mon
 def test_prefect_yaml_declares_the_deployments_planflow_serve_registers():
     import yaml
 
-    from flows import operations
-    from flows.serve import DEPLOYMENT_FLOWS, WORKING_MORNINGS
+    from planflow.flows import operations
+    from planflow.flows.serve import DEPLOYMENT_FLOWS, WORKING_MORNINGS
 
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text(encoding="utf-8"))
     assert spec["pull"] == [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $PLANFLOW_REPO }}"}}]
@@ -441,7 +441,7 @@ def test_prefect_yaml_declares_the_deployments_planflow_serve_registers():
     assert set(deployments) == set(DEPLOYMENT_FLOWS)
     for name, d in deployments.items():
         path, function = d["entrypoint"].split(":")
-        assert path == "flows/operations.py" and getattr(operations, function) is DEPLOYMENT_FLOWS[name], name
+        assert path == "planflow.flows.operations" and getattr(operations, function) is DEPLOYMENT_FLOWS[name], name
         assert d["work_pool"]["name"] == "planflow"
         assert (REPO / d["parameters"]["definition"]).exists()
     assert deployments["plan-cycle"]["parameters"]["year"] == 2022

@@ -65,8 +65,8 @@ def smtp(monkeypatch):
 @pytest.fixture
 def state(db_url, tmp_path):
     """The shipped plan started on 15/3/2022 08:00 with its dissemination queued: 40 rows."""
-    from engine import Engine, connect, load_plan
-    from flows.runtime import RunRef
+    from planflow import Engine, connect, load_plan
+    from planflow.flows.runtime import RunRef
 
     plan = load_plan(PLAN)
     engine = Engine(plan, connect(db_url))
@@ -81,24 +81,24 @@ def state(db_url, tmp_path):
 
 
 def _rows(db_url):
-    from engine import connect
-    from engine import store as s
+    from planflow import connect
+    from planflow import store as s
 
     with connect(db_url).connect() as conn:
         return conn.execute(select(s.outbox).order_by(s.outbox.c.id)).all()
 
 
 def _audit(db_url, action):
-    from engine import connect
-    from engine import store as s
+    from planflow import connect
+    from planflow import store as s
 
     with connect(db_url).connect() as conn:
         return conn.execute(select(s.audit).where(s.audit.c.action == action)).all()
 
 
 def _set(db_url, row_id, **values):
-    from engine import connect
-    from engine import store as s
+    from planflow import connect
+    from planflow import store as s
 
     with connect(db_url).begin() as conn:
         conn.execute(update(s.outbox).where(s.outbox.c.id == row_id).values(**values))
@@ -109,7 +109,7 @@ def _addresses(plan) -> set[str]:
 
 
 def _cli(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=REPO, env=dict(os.environ),
+    return subprocess.run([sys.executable, "-m", "planflow.flows.cli", *args], cwd=REPO, env=dict(os.environ),
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -117,9 +117,9 @@ def _cli(*args, timeout=120):
 
 
 def test_all_forty_delivered_once_with_vietnamese_subjects(state, smtp, db_url):
-    from engine import outbox
-    from flows.delivery import deliver_pending
-    from notifications import message_id_for, render
+    from planflow import outbox
+    from planflow.flows.delivery import deliver_pending
+    from planflow.notifications import message_id_for, render
 
     ref, plan = state
     mailbox, _ = smtp()
@@ -147,7 +147,7 @@ def test_all_forty_delivered_once_with_vietnamese_subjects(state, smtp, db_url):
 
 @sqlite_only
 def test_server_down_keeps_rows_pending_then_delivers_each_once(state, smtp, db_url):
-    from flows.delivery import NotDeliveredYet, deliver_pending
+    from planflow.flows.delivery import NotDeliveredYet, deliver_pending
 
     ref, plan = state
     port = free_port()
@@ -168,8 +168,8 @@ def test_server_down_keeps_rows_pending_then_delivers_each_once(state, smtp, db_
 
 @sqlite_only
 def test_rows_out_of_attempts_become_incidents(state, smtp, db_url, monkeypatch):
-    from engine.status import instances_status
-    from flows.delivery import NotDeliveredYet, deliver_pending
+    from planflow.status import instances_status
+    from planflow.flows.delivery import NotDeliveredYet, deliver_pending
 
     ref, _ = state
     monkeypatch.setenv("PLANFLOW_OUTBOX_MAX_ATTEMPTS", "2")
@@ -188,8 +188,8 @@ def test_rows_out_of_attempts_become_incidents(state, smtp, db_url, monkeypatch)
 
 
 def test_refused_address_is_an_incident_listed_and_retried(state, smtp, db_url):
-    from engine.status import instances_status
-    from flows.delivery import deliver_pending
+    from planflow.status import instances_status
+    from planflow.flows.delivery import deliver_pending
 
     ref, plan = state
     mailbox, _ = smtp(mailbox=Mailbox(refuse=(REFUSED,)))
@@ -227,7 +227,7 @@ def test_refused_address_is_an_incident_listed_and_retried(state, smtp, db_url):
 
 @sqlite_only
 def test_retry_that_fails_again_stays_an_incident(state, smtp, db_url):
-    from flows.delivery import deliver_pending
+    from planflow.flows.delivery import deliver_pending
 
     ref, _ = state
     mailbox, _ = smtp(mailbox=Mailbox(refuse=(REFUSED,)))
@@ -243,7 +243,7 @@ def test_retry_that_fails_again_stays_an_incident(state, smtp, db_url):
 
 @sqlite_only
 def test_retry_with_a_broken_configuration_requeues_nothing(state, smtp, db_url, monkeypatch):
-    from flows.delivery import deliver_pending
+    from planflow.flows.delivery import deliver_pending
 
     ref, _ = state
     smtp(mailbox=Mailbox(refuse=(REFUSED,)))
@@ -259,7 +259,7 @@ def test_retry_with_a_broken_configuration_requeues_nothing(state, smtp, db_url,
 
 
 def test_two_deliverers_at_once_send_each_row_once(state, smtp, db_url):
-    from flows.delivery import deliver_pending
+    from planflow.flows.delivery import deliver_pending
 
     ref, plan = state
     mailbox, _ = smtp(mailbox=Mailbox(delay=0.01))
@@ -291,8 +291,8 @@ def test_two_deliverers_at_once_send_each_row_once(state, smtp, db_url):
 
 @sqlite_only
 def test_rows_left_sending_are_taken_over_after_the_lease_or_when_the_claimant_died(state, smtp, db_url):
-    from engine.status import instances_status
-    from flows.delivery import deliver_pending
+    from planflow.status import instances_status
+    from planflow.flows.delivery import deliver_pending
 
     ref, plan = state
     mailbox, _ = smtp()
@@ -318,7 +318,7 @@ def test_rows_left_sending_are_taken_over_after_the_lease_or_when_the_claimant_d
 
 @sqlite_only
 def test_file_channel_writes_one_file_per_row_even_when_redelivered(state, db_url, monkeypatch, tmp_path):
-    from flows.delivery import deliver_pending
+    from planflow.flows.delivery import deliver_pending
 
     monkeypatch.delenv("PLANFLOW_SMTP_HOST", raising=False)
     ref, _ = state
@@ -332,7 +332,7 @@ def test_file_channel_writes_one_file_per_row_even_when_redelivered(state, db_ur
 
 @sqlite_only
 def test_a_ref_without_root_key_delivers_every_instance_of_its_definition(state, smtp, db_url):
-    from flows.delivery import deliver_pending
+    from planflow.flows.delivery import deliver_pending
 
     ref, plan = state
     mailbox, _ = smtp()
@@ -344,14 +344,14 @@ def test_a_ref_without_root_key_delivers_every_instance_of_its_definition(state,
 
 
 def test_delivery_task_retries_with_exponential_backoff():
-    from flows.stages import deliver_notifications
+    from planflow.flows.stages import deliver_notifications
 
     assert deliver_notifications.retries == 4  # PLANFLOW_OUTBOX_MAX_ATTEMPTS (5) - 1
     assert deliver_notifications.retry_delay_seconds == [10.0, 20.0, 40.0, 80.0]
 
 
 def test_bad_settings_are_named(monkeypatch):
-    from engine import outbox
+    from planflow import outbox
 
     monkeypatch.setenv("PLANFLOW_OUTBOX_MAX_ATTEMPTS", "zero")
     with pytest.raises(ValueError, match="PLANFLOW_OUTBOX_MAX_ATTEMPTS"):
@@ -371,7 +371,7 @@ def test_prefect_task_retries_until_the_server_is_up(prefect_harness, state, smt
     from prefect import flow
     from prefect.client.orchestration import get_client
 
-    from flows.stages import deliver_notifications
+    from planflow.flows.stages import deliver_notifications
 
     ref, plan = state
     port = free_port()
@@ -408,8 +408,8 @@ def test_smtp_password_from_a_prefect_secret_block(prefect_harness, state, smtp,
     from prefect import flow
     from prefect.blocks.system import Secret
 
-    from flows.delivery import deliver_pending
-    from flows.stages import deliver_notifications
+    from planflow.flows.delivery import deliver_pending
+    from planflow.flows.stages import deliver_notifications
 
     ref, _ = state
     password = "mat-khau-bi-mat-2022"

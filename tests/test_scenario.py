@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import DefinitionError, load_scenario
-from engine.interpreter import score_payload
+from planflow import DefinitionError, load_scenario
+from planflow.interpreter import score_payload
 from tests.conftest import SCENARIO
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -26,7 +26,7 @@ TZ = dt.timezone(dt.timedelta(hours=7))
 
 
 def _simulate(out_dir: Path, db_url: str):
-    from flows.simulate import run_simulation
+    from planflow.flows.simulate import run_simulation
 
     return asyncio.run(run_simulation(PLAN, SCENARIO, out_dir, db_url))
 
@@ -116,7 +116,7 @@ def test_outbox_holds_one_readable_message_per_notification(reference, plan):
     assert len(kinds["review-request"]) == len(kinds["review-result"]) == 2
     assert len(kinds["report-upward"]) == len(plan.registry.group("report_to"))
     with sqlite3.connect(db.removeprefix("sqlite:///")) as conn:
-        reminders = conn.execute("select count(*) from notices where kind = 'reminder'").fetchone()[0]
+        reminders = conn.execute("select count(*) from chases where kind = 'reminder'").fetchone()[0]
     assert reminders > 0 and len(kinds["reminder"]) == reminders
     level1 = [e for e in result.summary["escalations"] if e["level"] == 1]
     assert len(kinds["overdue"]) == len(level1)  # every unit at level 1 is told itself
@@ -149,7 +149,7 @@ def test_each_late_unit_climbs_the_ladder_written_in_the_scenario(reference):
     assert units["so-xay-dung"]["status_qd42"] == "hoàn thành quá hạn"
     assert units["so-y-te"]["status_qd42"] == "chưa hoàn thành quá hạn"
     # no letter goes out on a day off
-    from engine import BusinessCalendar
+    from planflow import BusinessCalendar
 
     cal = BusinessCalendar.load("vn-civil-service")
     for e in result.summary["escalations"]:
@@ -184,7 +184,7 @@ def test_killed_run_resumes_to_the_same_summary(reference, tmp_path):
     out = tmp_path / "out"
     db_path = tmp_path / "killed.db"
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
-    cmd = [sys.executable, "-m", "flows.cli", "simulate", str(PLAN), "--scenario", str(SCENARIO),
+    cmd = [sys.executable, "-m", "planflow.flows.cli", "simulate", str(PLAN), "--scenario", str(SCENARIO),
            "--out", str(out), "--db", f"sqlite:///{db_path}"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -223,7 +223,7 @@ def test_scenario_naming_an_unknown_unit_is_refused_before_anything_runs(tmp_pat
     bad.write_text("default: {submit: on_time}\nunits:\n  so-tu-phap: {submit: never}\n"
                    "  so-khong-ton-tai: {submit: never}\n", encoding="utf-8")
     db = tmp_path / "never.db"
-    done = subprocess.run([sys.executable, "-m", "flows.cli", "simulate", str(PLAN), "--scenario", str(bad),
+    done = subprocess.run([sys.executable, "-m", "planflow.flows.cli", "simulate", str(PLAN), "--scenario", str(bad),
                            "--out", str(tmp_path / "out"), "--db", f"sqlite:///{db}"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1

@@ -106,8 +106,8 @@ submissions = Table(
     Column("total", Float),
 )
 
-notices = Table(
-    "notices", metadata,  # reminders and escalations recorded, once per work item, kind and level
+chases = Table(
+    "chases", metadata,  # reminders and escalations (đôn đốc) recorded, once per work item, kind and level
     Column("id", Integer, primary_key=True),
     Column("work_item_id", Integer, ForeignKey("work_items.id"), nullable=False),
     Column("instance_id", Integer, nullable=False),
@@ -119,7 +119,7 @@ notices = Table(
     Column("recorded_at", UTCDateTime, nullable=False),
     UniqueConstraint("work_item_id", "kind", "level", name="uq_notice"),
 )
-Index("ix_notices_instance", notices.c.instance_id, notices.c.unit_code)
+Index("ix_chases_instance", chases.c.instance_id, chases.c.unit_code)
 
 timers = Table(
     "timers", metadata,

@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 from sqlalchemy import func, select, update
 
-from engine import store as s
+from planflow import store as s
+from planflow.model import SERVICE_HANDLERS
 
 
 @dataclass
@@ -46,10 +47,10 @@ def _record(ctx: StepContext) -> None:
 
 def _aggregate(ctx: StepContext) -> None:
     """Sở Nội vụ (or a district, for its communes) aggregates scores into a report."""
-    from engine import aggregation
+    from planflow import aggregation
 
     conn, inst = ctx.conn, ctx.instance
-    tree = ctx.engine._tree(conn, inst.id)
+    tree = s.tree_ids(conn, inst.id)
     round_ = 1 + conn.scalar(select(func.count()).select_from(s.reports).where(
         s.reports.c.instance_id == inst.id))
     data = aggregation.build(conn, ctx.plan, tree, round_, ctx.as_of)
@@ -65,14 +66,15 @@ def _aggregate(ctx: StepContext) -> None:
 
 def _send(ctx: StepContext) -> None:
     """A sendTask: queue one message per recipient in the outbox."""
-    from engine import notices, outbox
+    from planflow import letters, outbox
 
-    rows = notices.rows_for_send(ctx)
+    rows = letters.rows_for_send(ctx)
     outbox.queue(ctx.conn, rows, ctx.as_of)
 
 
 HANDLERS: dict[str, Callable[[StepContext], None]] = {
     "record": _record,
     "aggregate": _aggregate,
-    "send": _send,
+    "send": _send,  # every sendTask
 }
+assert set(HANDLERS) == {*SERVICE_HANDLERS, "send"}, "planflow.model.SERVICE_HANDLERS names the handlers"

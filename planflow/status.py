@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from engine import outbox
-from engine import store as s
+from planflow import outbox
+from planflow import store as s
 
 
 def instances_status(url: str) -> list[dict]:

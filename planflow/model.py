@@ -1,6 +1,6 @@
 """The validated model of a process definition, its unit registry and its forms.
 
-One model whatever the surface syntax: the YAML loader (``engine.loader``) fills it;
+One model whatever the surface syntax: the YAML loader (``planflow.loader``) fills it;
 the interpreter only ever sees these objects.
 """
 
@@ -21,6 +21,9 @@ ElementType = Literal[
     "exclusiveGateway",
     "parallelGateway",
 ]
+
+# what a serviceTask's ``handler`` may name (planflow.services holds the functions)
+SERVICE_HANDLERS = ("record", "aggregate")
 
 
 class _Model(BaseModel):

@@ -15,12 +15,13 @@ from typing import Callable, Iterable
 from sqlalchemy import bindparam, exists, func, or_, select, update
 from sqlalchemy.engine import Connection, Engine as SqlEngine
 
-from engine import ladder
-from engine import store as s
-from engine.expressions import evaluate_condition, parse_collection
-from engine.loader import Plan, _resolve_due
-from engine.model import Element, Unit
-from engine.services import HANDLERS, StepContext
+from planflow import escalation
+from planflow import store as s
+from planflow.expressions import evaluate_condition, parse_collection
+from planflow.deadlines import resolve_due
+from planflow.loader import Plan
+from planflow.model import Element, Unit
+from planflow.services import HANDLERS, StepContext
 
 ACTOR = "engine"
 
@@ -243,13 +244,13 @@ class Engine:
 
     def _on_user(self, conn, inst, proc, element, token_id, as_of):
         units = self.units(element.for_each, inst.scope_unit, as_of)
-        due = _resolve_due(self.plan.calendar, element.due, start=as_of)
+        due = resolve_due(self.plan.calendar, element.due, start=as_of)
         if not units:
             return self._pass_through(conn, inst, proc, element, token_id, as_of)
         if not self._claim(conn, token_id, "waiting", as_of):
             return
         conn.execute(update(s.tokens).where(s.tokens.c.id == token_id).values(due_at=due))
-        step, next_notice = ladder.start(self.plan, element, due, as_of)
+        step, next_notice = escalation.start(self.plan, element, due, as_of)
         conn.execute(s.insert_ignore(conn, s.work_items), [
             dict(token_id=token_id, instance_id=inst.id, element_id=element.id, unit_code=u.code,
                  status="open", opened_at=as_of, due_at=due, ladder_step=step, next_notice_at=next_notice)
@@ -297,12 +298,12 @@ class Engine:
     def _children(self, group: str) -> dict[str | None, list[Unit]]:
         """The members of a registry group by parent, in registry order (built once per plan)."""
         key = ("children", group)
-        index = self.plan._cache.get(key)
+        index = self.plan.memo.get(key)
         if index is None:
             index = {}
             for u in self.plan.registry.group(group):
                 index.setdefault(u.parent, []).append(u)
-            self.plan._cache[key] = index
+            self.plan.memo[key] = index
         return index
 
     # --- service steps ---------------------------------------------------------------
@@ -376,7 +377,7 @@ class Engine:
         Records who and why in the audit log. A step that is not stalled is left alone
         (re-triggering twice changes nothing); returns how many tokens and letters were reset.
         """
-        from engine import outbox
+        from planflow import outbox
 
         self._elements_named(element_id)
         if unit is not None and unit not in self.plan.registry:
@@ -407,8 +408,8 @@ class Engine:
     def record_incident(self, root_id: int | None, *, flow_run: str, state: str, message: str, step: str,
                         as_of: dt.datetime) -> None:
         """An operator-visible incident (a failed or crashed run), with a letter to the coordinators."""
-        from engine import outbox
-        from engine.notices import unit_context
+        from planflow import outbox
+        from planflow.letters import unit_context
 
         coordinators = self.plan.registry.group("coordinators")
         incident = {"step": step, "flow_run": flow_run, "state": state, "message": message}
@@ -639,15 +640,15 @@ class Engine:
 
     def next_deadline_at(self, root_id: int | None = None) -> dt.datetime | None:
         """The next moment something falls due: a reminder, an escalation or a timer."""
-        moments = [m for m in (self.next_timer_at(root_id), ladder.next_notice_at(self, root_id)) if m]
+        moments = [m for m in (self.next_timer_at(root_id), escalation.next_notice_at(self, root_id)) if m]
         return min(moments, default=None)
 
-    def sweep(self, as_of: dt.datetime, root_id: int | None = None) -> list[ladder.Notice]:
+    def sweep(self, as_of: dt.datetime, root_id: int | None = None) -> list[escalation.Chase]:
         """Everything due at ``as_of``: reminders and escalations first, then boundary timers
         (so a unit reaches its final escalation level before its task closes)."""
-        notices = ladder.sweep(self, as_of, root_id)
+        chases = escalation.sweep(self, as_of, root_id)
         self.fire_timers(as_of, root_id)
-        return notices
+        return chases
 
     def fire_timers(self, as_of: dt.datetime, root_id: int | None = None) -> int:
         """Fire every boundary timer due at ``as_of``; each fires once, whoever calls."""

@@ -50,7 +50,7 @@ import uuid
 
 from sqlalchemy import func, or_, select, update
 
-from engine import store as s
+from planflow import store as s
 
 
 def encode(value):
@@ -81,7 +81,7 @@ def decode(value):
 def render_context(plan, row) -> dict:
     """The template context of a queued row: what the row stores, plus the plan itself
     (the same for every letter, so it is added here rather than stored in each row)."""
-    from engine.notices import plan_context
+    from planflow.letters import plan_context
 
     return {"plan": plan_context(plan), **decode(row.context)}
 

@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from engine import store as s
-from engine.interpreter import Engine, Submission
-from engine.summary import review_rounds
+from planflow import store as s
+from planflow.interpreter import Engine, Submission
+from planflow.summary import review_rounds
 
 
 class SimulationStuck(RuntimeError):
@@ -51,7 +51,7 @@ def planned(engine: Engine, scenario, root: int, clock: dt.datetime):
     due_now: list[tuple[str, Submission]] = []
     upcoming: list[dt.datetime] = []
     with engine.db.connect() as conn:
-        tree = engine._tree(conn, root)
+        tree = s.tree_ids(conn, root)
         rounds = review_rounds(conn, plan, tree)
         processes = dict(conn.execute(select(s.work_items.c.id, s.instances.c.process_id)
                                       .join(s.instances, s.instances.c.id == s.work_items.c.instance_id)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from engine import store as s
-from engine.aggregation import unit_results
-from engine.ladder import qd42_status
+from planflow import store as s
+from planflow.aggregation import unit_results
+from planflow.status_words import qd42_status
 
 
 def local_iso(plan, value) -> str | None:
@@ -45,16 +45,16 @@ def build_summary(engine, root_id: int, as_of=None) -> dict:
     """The summary of an instance; task statuses are read at ``as_of`` (default: its clock)."""
     plan = engine.plan
     with engine.db.connect() as conn:
-        tree = engine._tree(conn, root_id)
+        tree = s.tree_ids(conn, root_id)
         inst = conn.execute(select(s.instances).where(s.instances.c.id == root_id)).one()
         results = unit_results(conn, plan, tree)
         as_of = as_of or inst.ended_at or inst.clock_at or inst.started_at
         escalations = [
             {"unit": unit, "level": level, "at": local_iso(plan, at)}
             for unit, level, at in conn.execute(
-                select(s.notices.c.unit_code, s.notices.c.level, s.notices.c.due_at)
-                .where(s.notices.c.instance_id.in_(tree), s.notices.c.kind == "escalation")
-                .order_by(s.notices.c.due_at, s.notices.c.unit_code, s.notices.c.level))]
+                select(s.chases.c.unit_code, s.chases.c.level, s.chases.c.due_at)
+                .where(s.chases.c.instance_id.in_(tree), s.chases.c.kind == "escalation")
+                .order_by(s.chases.c.due_at, s.chases.c.unit_code, s.chases.c.level))]
         levels: dict[str, int] = {}
         for e in escalations:
             levels[e["unit"]] = max(levels.get(e["unit"], 0), e["level"])

@@ -14,13 +14,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from engine._yaml import LINE_KEY, YamlError, line_at, load_with_lines, strip_lines
-from engine.calendar import BusinessCalendar, CalendarError
-from engine.expressions import ExpressionError, compile_condition, parse_collection
-from engine.model import Definition, Element, Form, Process, Registry
-from engine.services import HANDLERS
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from planflow.yaml_reader import LINE_KEY, YamlError, line_at, load_with_lines, strip_lines
+from planflow.calendar import BusinessCalendar, CalendarError
+from planflow.deadlines import resolve_due, sample_start
+from planflow.expressions import ExpressionError, compile_condition, parse_collection
+from planflow.model import SERVICE_HANDLERS, Definition, Element, Form, Process, Registry
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,7 @@ class Plan:
     path: Path
     digest: str
     template_dir: Path | None = None
-    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+    memo: dict = field(default_factory=dict, compare=False, repr=False)  # values derived once per plan
 
     @property
     def id(self) -> str:
@@ -189,7 +187,7 @@ def load_plan(path: str | Path) -> Plan:
                                     f"form '{form_id}' points to {rel}, whose id is '{form.id}'"))
         forms[form_id] = form
     try:
-        calendar = BusinessCalendar.load(definition.calendar)
+        calendar = BusinessCalendar.load(definition.calendar, base_dir=base)
     except (CalendarError, FileNotFoundError) as exc:
         problems.append(Problem(file, definition.line, None, f"calendar '{definition.calendar}': {exc}"))
     template_dir = (base / definition.templates) if definition.templates else None
@@ -206,7 +204,7 @@ def load_plan(path: str | Path) -> Plan:
 
 
 def _check(d: Definition, registry: Registry, forms, calendar, template_dir, file) -> list[Problem]:
-    from notifications import KINDS, check_template
+    from planflow.notifications import KINDS, check_template
 
     problems: list[Problem] = []
     stage_ids = {s.id for s in d.stages}
@@ -282,8 +280,8 @@ def _check(d: Definition, registry: Registry, forms, calendar, template_dir, fil
             if e.timer and in_sub:
                 bad(e, "a sub-process starts when it is called, not on a timer")
             if e.type == "serviceTask":
-                if e.handler not in HANDLERS:
-                    bad(e, f"unknown handler '{e.handler}': known handlers are {', '.join(sorted(HANDLERS))}")
+                if e.handler not in SERVICE_HANDLERS:
+                    bad(e, f"unknown handler '{e.handler}': known handlers are {', '.join(sorted(SERVICE_HANDLERS))}")
             if e.type == "sendTask":
                 if not e.template:
                     bad(e, "a sendTask needs a 'template'")
@@ -306,7 +304,7 @@ def _check(d: Definition, registry: Registry, forms, calendar, template_dir, fil
                     bad(e, "a userTask needs 'due' (e.g. {before: \"2022-12-10\"})")
                 else:
                     try:
-                        _resolve_due(calendar, e.due, start=_sample_start(d, calendar))
+                        resolve_due(calendar, e.due, start=sample_start(d.year, calendar))
                     except CalendarError as exc:
                         bad(e, f"due: {exc}")
                 for r in e.reminders:
@@ -350,20 +348,6 @@ def _check(d: Definition, registry: Registry, forms, calendar, template_dir, fil
             continue
         problems += _check_graph(proc, file)
     return problems
-
-
-def _resolve_due(calendar: BusinessCalendar, due, start=None):
-    """A due spec may carry an ``offset`` (``-5wd``) applied after the plan's words."""
-    if isinstance(due, dict) and "offset" in due:
-        spec = {k: v for k, v in due.items() if k != "offset"}
-        return calendar.shift(calendar.resolve_due(spec, start=start), due["offset"])
-    return calendar.resolve_due(due, start=start)
-
-
-def _sample_start(d: Definition, calendar: BusinessCalendar):
-    import datetime as dt
-
-    return dt.datetime(d.year, 1, 2, 8, tzinfo=calendar.tz)
 
 
 def _check_graph(proc: Process, file: str) -> list[Problem]:

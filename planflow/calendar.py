@@ -29,9 +29,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from planflow.definitions import shipped
+
 __all__ = ["BusinessCalendar", "CalendarError", "Offset", "DEFAULT_CALENDAR_DIR"]
 
-DEFAULT_CALENDAR_DIR = Path(__file__).resolve().parents[1] / "definitions" / "calendars"
+DEFAULT_CALENDAR_DIR = shipped("calendars")
 
 END_OF_DAY = time(23, 59, 59)
 
@@ -254,7 +256,7 @@ class BusinessCalendar:
 
     @classmethod
     def load(cls, name_or_path: str | Path, *, base_dir: str | Path | None = None) -> "BusinessCalendar":
-        """Load ``<base_dir>/<name>.yaml`` (default base: repo ``definitions/calendars``) or a path."""
+        """Load a calendar by name (plan-local ``calendars/``, then shipped) or by path."""
         path = cls._resolve_path(name_or_path, base_dir)
         try:
             st = path.stat()
@@ -277,27 +279,31 @@ class BusinessCalendar:
 
     @staticmethod
     def _resolve_path(name_or_path: str | Path, base_dir: str | Path | None) -> Path:
-        base = Path(base_dir) if base_dir is not None else DEFAULT_CALENDAR_DIR
+        """A path is read relative to ``base_dir`` (the plan's folder); a bare name is looked
+        up in ``<base_dir>/calendars/`` first, then among the calendars planflow ships."""
         if isinstance(name_or_path, Path) or (
             isinstance(name_or_path, str)
             and ("/" in name_or_path or "\\" in name_or_path or name_or_path.endswith((".yaml", ".yml")))
         ):
             p = Path(name_or_path)
             if not p.is_absolute() and base_dir is not None:
-                p = base / p
+                p = Path(base_dir) / p
             return p.resolve()
         if not isinstance(name_or_path, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name_or_path):
             raise CalendarError(
                 f"bad calendar name {name_or_path!r}: use a file name without extension "
                 f"(e.g. 'vn-civil-service') or a path to a .yaml file"
             )
-        for ext in (".yaml", ".yml"):
-            p = base / f"{name_or_path}{ext}"
-            if p.exists():
-                return p.resolve()
-        available = sorted(p.stem for p in base.glob("*.y*ml")) if base.is_dir() else []
+        folders = ([Path(base_dir) / "calendars"] if base_dir is not None else []) + [DEFAULT_CALENDAR_DIR]
+        for folder in folders:
+            for ext in (".yaml", ".yml"):
+                p = folder / f"{name_or_path}{ext}"
+                if p.exists():
+                    return p.resolve()
+        available = sorted({p.stem for f in folders if f.is_dir() for p in f.glob("*.y*ml")})
         raise CalendarError(
-            f"calendar '{name_or_path}' not found: looked for {base / (name_or_path + '.yaml')}; "
+            f"calendar '{name_or_path}' not found: looked for {name_or_path}.yaml in "
+            f"{' and '.join(str(f) for f in folders)}; "
             f"available: {', '.join(available) or 'none'}"
         )
 

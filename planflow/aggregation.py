@@ -13,7 +13,8 @@ from pathlib import Path
 import jinja2
 from sqlalchemy import select
 
-from engine import store as s
+from planflow import store as s
+from planflow.status_words import report_status
 
 GROUP_ORDER = ("department", "district", "commune")
 
@@ -32,7 +33,7 @@ class UnitResult:
     classification: str
 
 
-def _group_of(unit) -> str:
+def group_of(unit) -> str:
     groups = set(unit.groups)
     if "communes" in groups:
         return "commune"
@@ -64,7 +65,7 @@ def unit_results(conn, plan, instance_ids: list[int]) -> list[UnitResult]:
         form = plan.forms[plan.definition.process(r.process_id).element(r.element_id).form]
         status = {"open": "open", "missing": "missing"}.get(r.status) or ("late" if r.late else "on_time")
         score = r.total if status in ("on_time", "late") else None
-        group = _group_of(unit)
+        group = group_of(unit)
         out.append(UnitResult(
             code=code, name=unit.name, group=group,
             district=(r.scope_unit or unit.parent) if group == "commune" else None,
@@ -147,7 +148,6 @@ def _fmt_date(value, tz) -> str:
     return local.strftime("%d/%m/%Y %H:%M")
 
 
-STATUS_VI = {"on_time": "Đúng hạn", "late": "Quá hạn", "missing": "Không báo cáo", "open": "Đang thực hiện"}
 
 
 def render_markdown(plan, data: dict, comment: str | None = None) -> str:
@@ -155,7 +155,7 @@ def render_markdown(plan, data: dict, comment: str | None = None) -> str:
     env = _ENV.overlay()
     env.filters["score"] = _fmt_score
     env.filters["when"] = lambda v: _fmt_date(v, tz)
-    env.filters["status_vi"] = lambda v: STATUS_VI.get(v, v)
+    env.filters["status_vi"] = report_status
     as_of = dt.datetime.fromisoformat(data["as_of"]).astimezone(tz)
     return env.get_template("aggregate-report.md.j2").render(
         plan=plan.definition, doc=plan.definition.document, data=data, comment=comment,

@@ -24,8 +24,8 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine._yaml import LINE_KEY, strip_lines
-from engine.loader import DefinitionError, Problem, load_mapping
+from planflow.yaml_reader import LINE_KEY, strip_lines
+from planflow.loader import DefinitionError, Problem, load_mapping
 
 
 @dataclass(frozen=True)
@@ -173,3 +173,13 @@ def load_scenario(path: str | Path, plan) -> Scenario:
         raise DefinitionError(problems)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     return Scenario(path=path.resolve(), digest=digest, default=default, units=units, review=review)
+
+
+def default_scenario(plan) -> Path:
+    """``scenarios/<registry name>.yaml`` next to the plan file: the scenario ``simulate``
+    runs when none is given."""
+    name = plan.definition.registry.split("/")[-1].removesuffix(".yaml")
+    candidate = plan.path.parent / "scenarios" / f"{name}.yaml"
+    if not candidate.exists():
+        raise FileNotFoundError(f"no --scenario given and no {candidate} to fall back on")
+    return candidate

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from engine import store as s
+from planflow import store as s
+from planflow.deadlines import plan_deadline
 
 
 def unit_context(unit) -> dict:
@@ -23,15 +24,6 @@ def plan_context(plan) -> dict:
         "place": doc.place, "basis": doc.basis, "tasks": list(doc.tasks),
         "signer": doc.signer.model_dump(), "recipients": [u.name for u in recipients],
     }
-
-
-def plan_deadline(plan):
-    """The plan's reporting deadline: the earliest due of the main process's user tasks."""
-    from engine.loader import _resolve_due
-
-    dues = [_resolve_due(plan.calendar, e.due) for e in plan.definition.main.elements
-            if e.type == "userTask" and isinstance(e.due, dict) and "within_working_days" not in e.due]
-    return min(dues) if dues else None
 
 
 def sender_unit(plan, element, scope_unit: str | None):

@@ -21,17 +21,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select, update
 
-from engine import outbox
-from engine import store as s
-from engine.notices import sender_unit, unit_context
-
-QD42 = {
-    "on_time": "hoàn thành đúng hạn",
-    "late": "hoàn thành quá hạn",
-    "open_in_time": "chưa hoàn thành trong hạn",
-    "overdue": "chưa hoàn thành quá hạn",
-}
-
+from planflow import outbox
+from planflow import store as s
+from planflow.letters import sender_unit, unit_context
 
 @dataclass(frozen=True)
 class Rung:
@@ -43,7 +35,7 @@ class Rung:
 
 
 @dataclass(frozen=True)
-class Notice:
+class Chase:
     unit: str
     element: str
     kind: str
@@ -55,7 +47,7 @@ class Notice:
 def rungs(plan, element, due_at: dt.datetime) -> list[Rung]:
     """The ladder of one user task for a due moment, in time order."""
     key = ("rungs", element.id, due_at)
-    cached = plan._cache.get(key)
+    cached = plan.memo.get(key)
     if cached is not None:
         return cached
     cal = plan.calendar
@@ -66,7 +58,7 @@ def rungs(plan, element, due_at: dt.datetime) -> list[Rung]:
     out += [Rung(cal.shift(due_at, e.after, at=cal.office_open), "escalation", i + 1, tuple(e.to), e.template)
             for i, e in enumerate(element.escalations)]
     out.sort(key=lambda r: (r.at, r.kind != "reminder", r.level))
-    plan._cache[key] = out
+    plan.memo[key] = out
     return out
 
 
@@ -82,13 +74,6 @@ def start(plan, element, due_at: dt.datetime, opened_at: dt.datetime) -> tuple[i
     return step, (ladder[step].at if step < len(ladder) else None)
 
 
-def qd42_status(status: str, late: bool | None, due_at: dt.datetime, as_of: dt.datetime) -> str:
-    """Status of a unit's task in the words of QĐ 42/2014/QĐ-TTg (amended by QĐ 23/2018)."""
-    if status == "submitted":
-        return QD42["late" if late else "on_time"]
-    return QD42["open_in_time" if as_of <= due_at else "overdue"]
-
-
 def next_notice_at(engine, root_id: int | None = None) -> dt.datetime | None:
     from sqlalchemy import func
 
@@ -96,11 +81,11 @@ def next_notice_at(engine, root_id: int | None = None) -> dt.datetime | None:
         q = select(func.min(s.work_items.c.next_notice_at)).where(
             s.work_items.c.status == "open", s.work_items.c.next_notice_at.is_not(None))
         if root_id is not None:
-            q = q.where(s.work_items.c.instance_id.in_(engine._tree(conn, root_id)))
+            q = q.where(s.work_items.c.instance_id.in_(s.tree_ids(conn, root_id)))
         return conn.scalar(q)
 
 
-def sweep(engine, as_of: dt.datetime, root_id: int | None = None) -> list[Notice]:
+def sweep(engine, as_of: dt.datetime, root_id: int | None = None) -> list[Chase]:
     """Record every reminder and escalation due at ``as_of``, exactly once; queue their letters.
 
     One transaction. Two sweeps at once (threads, processes, workers) record and queue
@@ -117,7 +102,7 @@ def sweep(engine, as_of: dt.datetime, root_id: int | None = None) -> list[Notice
              .where(s.work_items.c.status == "open", s.work_items.c.next_notice_at <= as_of,
                     s.instances.c.definition_id == plan.id))
         if root_id is not None:
-            q = q.where(s.work_items.c.instance_id.in_(engine._tree(conn, root_id)))
+            q = q.where(s.work_items.c.instance_id.in_(s.tree_ids(conn, root_id)))
         if conn.dialect.name == "postgresql":
             q = q.with_for_update(of=s.work_items, skip_locked=True)
         due_items = conn.execute(q).all()
@@ -138,8 +123,8 @@ def sweep(engine, as_of: dt.datetime, root_id: int | None = None) -> list[Notice
             moves.append({"wid": item.id, "step": step,
                           "next": ladder[step].at if step < len(ladder) else None})
         inserted = conn.execute(
-            s.insert_ignore(conn, s.notices).returning(s.notices.c.work_item_id, s.notices.c.kind,
-                                                       s.notices.c.level),
+            s.insert_ignore(conn, s.chases).returning(s.chases.c.work_item_id, s.chases.c.kind,
+                                                      s.chases.c.level),
             new_rows).all() if new_rows else []
         conn.execute(update(s.work_items).where(s.work_items.c.id == bindparam("wid"))
                      .values(ladder_step=bindparam("step"), next_notice_at=bindparam("next")), moves)
@@ -154,7 +139,7 @@ def sweep(engine, as_of: dt.datetime, root_id: int | None = None) -> list[Notice
                 at=as_of, instance_id=item.instance_id, actor="deadline-sweep", action=f"unit.{rung.kind}",
                 element_id=element.id, unit_code=item.unit_code, detail={"level": rung.level})
                 for item, element, rung in notices])
-    return [Notice(unit=item.unit_code, element=element.id, kind=rung.kind, level=rung.level, at=rung.at,
+    return [Chase(unit=item.unit_code, element=element.id, kind=rung.kind, level=rung.level, at=rung.at,
                    due=item.due_at) for item, element, rung in notices]
 
 

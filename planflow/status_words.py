@@ -1,0 +1,31 @@
+"""The words for a unit's task status: one place for every reader.
+
+``QD42``: the statuses of QĐ 42/2014/QĐ-TTg (amended by QĐ 23/2018/QĐ-TTg), as in
+``summary.json`` and the units table. ``REPORT``: the short column words of the aggregate
+report (a unit's reporting status when the report was made).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+QD42 = {
+    "on_time": "hoàn thành đúng hạn",
+    "late": "hoàn thành quá hạn",
+    "open_in_time": "chưa hoàn thành trong hạn",
+    "overdue": "chưa hoàn thành quá hạn",
+}
+
+REPORT = {"on_time": "Đúng hạn", "late": "Quá hạn", "missing": "Không báo cáo", "open": "Đang thực hiện"}
+
+
+def qd42_status(status: str, late: bool | None, due_at: dt.datetime, as_of: dt.datetime) -> str:
+    """Status of a unit's task in the words of QĐ 42/2014/QĐ-TTg (amended by QĐ 23/2018)."""
+    if status == "submitted":
+        return QD42["late" if late else "on_time"]
+    return QD42["open_in_time" if as_of <= due_at else "overdue"]
+
+
+def report_status(status: str) -> str:
+    """The report's word for a unit's reporting status (the code itself when unknown)."""
+    return REPORT.get(status, status)
