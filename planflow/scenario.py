@@ -24,8 +24,9 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from planflow.yaml_reader import LINE_KEY, strip_lines
-from planflow.loader import DefinitionError, Problem, load_mapping
+from planflow.model import Form
+from planflow.problems import DefinitionError, Problem
+from planflow.yaml_reader import LINE_KEY, load_mapping, strip_lines
 
 
 @dataclass(frozen=True)
@@ -111,51 +112,81 @@ def _submit_value(value, file, line, where) -> str | dt.datetime:
     return when
 
 
+SCENARIO_KEYS = ("default", "units", "review", "description")
+
+
 def load_scenario(path: str | Path, plan) -> Scenario:
     """Load and check a scenario against a plan; unknown units are refused by name."""
     path = Path(path)
     raw, file = load_mapping(path, "scenario")
-    problems: list[Problem] = []
-    unknown_keys = set(raw) - {"default", "units", "review", "description", LINE_KEY}
-    for k in sorted(unknown_keys):
-        problems.append(Problem(file, raw[LINE_KEY], None, f"unknown key '{k}' (keys: default, units, review)"))
-    form = next(f for f in plan.forms.values() if f.kind == "criteria")
+    problems: list[Problem] = [Problem(file, raw[LINE_KEY], None, f"unknown key '{k}' (keys: default, units, review)")
+                               for k in sorted(set(raw) - {*SCENARIO_KEYS, LINE_KEY})]
+    reader = _UnitPlans(file, raw.get(LINE_KEY, 0), next(f for f in plan.forms.values() if f.kind == "criteria"),
+                        problems)
+    default = reader.read(raw.get("default", {"submit": "on_time"}), "default") or UnitPlan("on_time")
+    units = _unit_plans(raw, plan, reader)
+    review = _review(raw.get("review") or [], file, problems)
+    if problems:
+        raise DefinitionError(problems)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return Scenario(path=path.resolve(), digest=digest, default=default, units=units, review=review)
 
-    def unit_plan(data, where) -> UnitPlan | None:
+
+@dataclass
+class _UnitPlans:
+    """Reads how a unit behaves (``default`` or one of ``units``), adding what is wrong to ``problems``."""
+
+    file: str
+    line: int  # where a unit plan that is not a mapping is reported: the scenario's first line
+    form: Form  # the plan's criteria form: the scores a unit may be given
+    problems: list[Problem]
+
+    def read(self, data, where: str) -> UnitPlan | None:
         if not isinstance(data, dict):
-            problems.append(Problem(file, raw.get(LINE_KEY, 0), None, f"{where}: expected a mapping"))
+            self.problems.append(Problem(self.file, self.line, None, f"{where}: expected a mapping"))
             return None
         line = data.get(LINE_KEY, 0)
         try:
-            submit = _submit_value(data.get("submit", "on_time"), file, line, where)
+            submit = _submit_value(data.get("submit", "on_time"), self.file, line, where)
         except DefinitionError as exc:
-            problems.extend(exc.problems)
+            self.problems.extend(exc.problems)
             return None
         scores = strip_lines(data.get("scores") or {})
-        for code, value in scores.items():
-            item = form.items.get(code)
-            if item is None or item.auto_from_workflow:
-                problems.append(Problem(file, line, None, f"{where}: '{code}' is not a criterion the unit scores "
-                                        f"in form '{form.id}'"))
-            elif not isinstance(value, (int, float)) or not 0 <= value <= item.max:
-                problems.append(Problem(file, line, None, f"{where}: score {code}={value} is outside 0–{item.max:g}"))
+        self.problems.extend(self._score_problems(scores, line, where))
         return UnitPlan(submit=submit, scores=scores, expect=strip_lines(data.get("expect") or {}), line=line)
 
-    default = unit_plan(raw.get("default", {"submit": "on_time"}), "default") or UnitPlan("on_time")
+    def _score_problems(self, scores: dict, line: int, where: str) -> list[Problem]:
+        problems = []
+        for code, value in scores.items():
+            item = self.form.items.get(code)
+            if item is None or item.auto_from_workflow:
+                problems.append(Problem(self.file, line, None, f"{where}: '{code}' is not a criterion the unit "
+                                        f"scores in form '{self.form.id}'"))
+            elif not isinstance(value, (int, float)) or not 0 <= value <= item.max:
+                problems.append(Problem(self.file, line, None, f"{where}: score {code}={value} is outside "
+                                        f"0–{item.max:g}"))
+        return problems
+
+
+def _unit_plans(raw: dict, plan, reader: _UnitPlans) -> dict[str, UnitPlan]:
     units = {}
     for code, data in (raw.get("units") or {}).items():
         if code == LINE_KEY:
             continue
         line = data.get(LINE_KEY, raw["units"][LINE_KEY]) if isinstance(data, dict) else 0
         if code not in plan.registry:
-            problems.append(Problem(file, line, None,
-                                    f"unknown unit '{code}': not in registry '{plan.registry.id}'"))
+            reader.problems.append(Problem(reader.file, line, None,
+                                           f"unknown unit '{code}': not in registry '{plan.registry.id}'"))
             continue
-        up = unit_plan(data, f"unit '{code}'")
+        up = reader.read(data, f"unit '{code}'")
         if up:
             units[code] = up
+    return units
+
+
+def _review(entries: list, file: str, problems: list[Problem]) -> list[Decision]:
     review = []
-    for i, d in enumerate(raw.get("review") or []):
+    for i, d in enumerate(entries):
         line = d.get(LINE_KEY, 0) if isinstance(d, dict) else 0
         if not isinstance(d, dict) or d.get("decision") not in ("approve", "return"):
             problems.append(Problem(file, line, None, f"review #{i + 1}: decision must be approve or return"))
@@ -169,10 +200,7 @@ def load_scenario(path: str | Path, plan) -> Scenario:
             problems.append(Problem(file, line, None, f"review #{i + 1}: 'at' must be a datetime"))
             continue
         review.append(Decision(at=at, decision=d["decision"], comment=d.get("comment")))
-    if problems:
-        raise DefinitionError(problems)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    return Scenario(path=path.resolve(), digest=digest, default=default, units=units, review=review)
+    return review
 
 
 def default_scenario(plan) -> Path:

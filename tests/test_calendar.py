@@ -1,4 +1,4 @@
-"""Business calendar of Vietnamese civil servants (engine/calendar.py), on real 2022 dates."""
+"""Business calendar of Vietnamese civil servants (planflow/calendar.py), on real 2022 dates."""
 
 import sys
 import time as _time

@@ -1,4 +1,4 @@
-"""Loading and validating process definitions (engine/loader.py) and `planflow validate`.
+"""Loading and validating process definitions (planflow/loader.py) and `planflow validate`.
 
 Every broken definition is the shipped plan's text with one thing changed, written into
 ``tmp_path`` with its ``registry:`` and ``forms:`` pointing back at the real files by

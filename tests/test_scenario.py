@@ -1,4 +1,4 @@
-"""Scenarios (engine/scenario.py): how units behave in a simulated plan year."""
+"""Scenarios (planflow/scenario.py): how units behave in a simulated plan year."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from planflow import DefinitionError, load_scenario
-from planflow.interpreter import score_payload
+from planflow.submissions import score_payload
 from tests.conftest import SCENARIO
 
 FIXTURES = Path(__file__).parent / "fixtures"
