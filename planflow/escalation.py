@@ -1,32 +1,35 @@
-"""Reminders and the escalation ladder (đôn đốc) of a user task, per unit.
+"""Escalation on overdue units: reminders and the escalation ladder (đôn đốc) of a user task.
 
 A user task's ``reminders`` (``-5wd``: 08:00 on the 5th working day before the due date)
 and ``escalations`` (``+1wd`` …: 08:00 on the N-th working day after it) make, for each
-unit, an ordered list of rungs. Each open work item remembers how many rungs it has
-passed (``ladder_step``) and when the next falls due (``next_notice_at``, indexed), so a
-sweep reads only what is due — its cost grows with that, not with all open work.
+unit, an ordered ladder of rungs (``Rung``). Each open work item remembers how many rungs
+it has passed (``ladder_step``) and when the next falls due (``next_notice_at``, indexed),
+so a sweep reads only what is due — its cost grows with that, not with all open work.
 
-A sweep records each rung once (unique per work item, kind and level) and queues the
-letters in the same transaction: reminders to the unit; at each escalation level an
-overdue notice to the unit (``unit.head``) and one letter per higher body listing every
-unit that reached that level. A submission (late included) stops the ladder; nobody is
-chased on a day off, since rungs fall on working days at office opening.
+A sweep (``sweep``) records each rung that fell due for a unit once — a ``Chase``, a row of
+the ``chases`` table, unique per work item, kind and level — and queues its letters in the
+same transaction (``letters.rows_for_chases`` builds them): reminders to the unit; at each
+escalation level an overdue notice to the unit (``unit.head``) and one letter per higher
+body listing every unit that reached that level. A submission (late included) stops the
+ladder; nobody is chased on a day off, since rungs fall on working days at office opening.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 
-from planflow import outbox
+from planflow import audit, letters, outbox
 from planflow import store as s
-from planflow.letters import sender_unit, unit_context
+
 
 @dataclass(frozen=True)
 class Rung:
+    """One rung of a task's ladder for a due moment: a reminder (levels 1, 2, … in time
+    order) or an escalation level, when it falls and to whom its letters go."""
+
     at: dt.datetime
     kind: str  # reminder | escalation
     level: int
@@ -36,6 +39,8 @@ class Rung:
 
 @dataclass(frozen=True)
 class Chase:
+    """A rung recorded for a unit by a sweep (a row of ``chases``): what ``sweep`` returns."""
+
     unit: str
     element: str
     kind: str
@@ -75,8 +80,7 @@ def start(plan, element, due_at: dt.datetime, opened_at: dt.datetime) -> tuple[i
 
 
 def next_notice_at(engine, root_id: int | None = None) -> dt.datetime | None:
-    from sqlalchemy import func
-
+    """When the next reminder or escalation of an open work item falls due."""
     with engine.db.connect() as conn:
         q = select(func.min(s.work_items.c.next_notice_at)).where(
             s.work_items.c.status == "open", s.work_items.c.next_notice_at.is_not(None))
@@ -128,70 +132,11 @@ def sweep(engine, as_of: dt.datetime, root_id: int | None = None) -> list[Chase]
             new_rows).all() if new_rows else []
         conn.execute(update(s.work_items).where(s.work_items.c.id == bindparam("wid"))
                      .values(ladder_step=bindparam("step"), next_notice_at=bindparam("next")), moves)
-        notices = []
-        for work_item_id, kind, level in inserted:
-            item, element, rung = meta[(work_item_id, kind, level)]
-            notices.append((item, element, rung))
-        rows = _letters(engine, conn, notices, as_of)
-        outbox.queue(conn, rows, as_of)
-        if notices:
-            conn.execute(s.audit.insert(), [dict(
-                at=as_of, instance_id=item.instance_id, actor="deadline-sweep", action=f"unit.{rung.kind}",
-                element_id=element.id, unit_code=item.unit_code, detail={"level": rung.level})
-                for item, element, rung in notices])
+        recorded = [meta[(work_item_id, kind, level)] for work_item_id, kind, level in inserted]
+        outbox.queue(conn, letters.rows_for_chases(plan, recorded, as_of), as_of)
+        if recorded:
+            audit.record_all(conn, [audit.entry(
+                as_of, item.instance_id, "deadline-sweep", f"unit.{rung.kind}", element.id, item.unit_code,
+                detail={"level": rung.level}) for item, element, rung in recorded])
     return [Chase(unit=item.unit_code, element=element.id, kind=rung.kind, level=rung.level, at=rung.at,
-                   due=item.due_at) for item, element, rung in notices]
-
-
-def _letters(engine, conn, notices, as_of) -> list[dict]:
-    """Outbox rows for newly recorded rungs: one per unit notice, one per grouped letter."""
-    plan = engine.plan
-    cal = plan.calendar
-    reg = plan.registry
-    base = {"sent_at": as_of}
-    rows: list[dict] = []
-    grouped: dict[tuple, list] = {}
-    for item, element, rung in notices:
-        unit = reg.get(item.unit_code)
-        sender = sender_unit(plan, element, item.scope_unit) if element.lane not in (None, "unit") else None
-        sender = sender or (reg.group("coordinators") or [unit])[0]
-        task = {"name": element.name or element.id}
-        days_over = cal.count_working_days(item.due_at, as_of)
-        common = {**base, "sender": {"name": sender.name}, "task": task, "due": item.due_at}
-        if rung.kind == "reminder":
-            rows.append({
-                "key": f"{item.id}:reminder:{rung.level}", "instance_id": item.instance_id,
-                "element_id": element.id, "unit_code": unit.code, "recipient": unit.code, "kind": "reminder",
-                "level": 0, "context": {**common, "recipient": unit_context(unit), "unit": unit_context(unit),
-                                        "working_days_left": max(cal.count_working_days(as_of, item.due_at), 0)}})
-            continue
-        for target in rung.to:
-            if target in ("unit", "unit.head"):
-                rows.append({
-                    "key": f"{item.id}:overdue:{rung.level}", "instance_id": item.instance_id,
-                    "element_id": element.id, "unit_code": unit.code, "recipient": unit.code, "kind": "overdue",
-                    "level": rung.level,
-                    "context": {**common, "recipient": unit_context(unit), "unit": unit_context(unit),
-                                "working_days_overdue": days_over, "level": rung.level}})
-                continue
-            recipient = reg.get(unit.parent) if target == "unit.parent" else reg.get(target)
-            if recipient is None:
-                continue
-            group_key = (item.instance_id if target == "unit.parent" else None, element.id, rung.level,
-                         recipient.code, rung.template)
-            grouped.setdefault(group_key, []).append((item, unit, common, days_over))
-    for (iid, element_id, level, recipient_code, template), members in grouped.items():
-        recipient = reg.get(recipient_code)
-        item, _, common, _ = members[0]
-        units = [{"name": u.name, "code": u.code, "due": it.due_at, "working_days_overdue": d}
-                 for it, u, _, d in members]
-        # the key names the units the letter lists: sweeps racing at the same moment that
-        # split the due units between them each send their own letter, none is dropped
-        listed = hashlib.sha1(",".join(sorted(u["code"] for u in units)).encode()).hexdigest()[:12]
-        rows.append({
-            "key": f"{plan.id}:{element_id}:escalation:{level}:{recipient_code}:{iid or 0}:"
-                   f"{as_of.isoformat()}:{listed}",
-            "instance_id": item.instance_id, "element_id": element_id, "unit_code": None,
-            "recipient": recipient_code, "kind": template, "level": level,
-            "context": {**common, "recipient": unit_context(recipient), "level": level, "units": units}})
-    return rows
+                   due=item.due_at) for item, element, rung in recorded]

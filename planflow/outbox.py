@@ -51,6 +51,7 @@ import uuid
 from sqlalchemy import func, or_, select, update
 
 from planflow import store as s
+from planflow.letters import plan_context
 
 
 def encode(value):
@@ -81,8 +82,6 @@ def decode(value):
 def render_context(plan, row) -> dict:
     """The template context of a queued row: what the row stores, plus the plan itself
     (the same for every letter, so it is added here rather than stored in each row)."""
-    from planflow.letters import plan_context
-
     return {"plan": plan_context(plan), **decode(row.context)}
 
 

@@ -14,10 +14,12 @@ import datetime as dt
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from cronsim import CronSim
 from sqlalchemy import select
 
 from planflow import store as s
-from planflow.interpreter import Engine, Submission
+from planflow.interpreter import Engine
+from planflow.submissions import Submission
 from planflow.summary import review_rounds
 
 
@@ -35,8 +37,6 @@ class Actions(Protocol):
 
 def first_start(plan) -> dt.datetime:
     """When the plan year's cycle starts: the first firing of the start timer in that year."""
-    from cronsim import CronSim
-
     start = plan.definition.main.start
     tz = ZoneInfo((start.timer and start.timer.timezone) or plan.definition.timezone)
     if start.timer is None:

@@ -3,22 +3,29 @@
 SQLite file by default, any SQLAlchemy URL otherwise (tested on PostgreSQL). Times are
 stored as naive UTC and handed out tz-aware. Every row that a retry could write twice has
 a unique key, and inserts of such rows ignore conflicts.
+
+The engine writes ``INSERT``/``UPDATE ... RETURNING`` (one statement claims a whole batch),
+so SQLite must be 3.35 (2021) or newer (``MIN_SQLITE``, checked on ``sqlite3.sqlite_version``:
+``connect`` refuses an older library with a clear error). PostgreSQL has had both for long.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import sqlite3
 
 from sqlalchemy import (
     select,
     JSON, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String,
     Table, Text, TypeDecorator, UniqueConstraint, create_engine, event,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 DEFAULT_URL = "sqlite:///out/planflow.db"
+MIN_SQLITE = (3, 35)  # UPDATE ... RETURNING
 
 
 class UTCDateTime(TypeDecorator):
@@ -189,6 +196,14 @@ def tree_ids(conn, root_id: int) -> list[int]:
     return ids
 
 
+def root_of(conn, instance_id: int) -> int:
+    """The id of the root instance above ``instance_id`` (itself when it has no parent)."""
+    iid, parent = instance_id, conn.scalar(select(instances.c.parent_id).where(instances.c.id == instance_id))
+    while parent is not None:
+        iid, parent = parent, conn.scalar(select(instances.c.parent_id).where(instances.c.id == parent))
+    return iid
+
+
 def database_url(url: str | None = None) -> str:
     return url or os.environ.get("PLANFLOW_DATABASE_URL") or DEFAULT_URL
 
@@ -221,6 +236,9 @@ def dispose(url: str) -> None:
 
 
 def _create(url: str) -> Engine:
+    if url.startswith("sqlite") and sqlite3.sqlite_version_info < MIN_SQLITE:
+        raise StoreError(f"cannot open the store '{url}': SQLite {sqlite3.sqlite_version} is too old, "
+                         f"the engine needs {'.'.join(map(str, MIN_SQLITE))} or newer (UPDATE ... RETURNING)")
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     if url.startswith("sqlite:///"):
@@ -269,9 +287,7 @@ def insert_ignore(conn, table: Table):
 
 def _insert_ignore(conn, table: Table):
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif conn.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:  # pragma: no cover - other dialects are not supported yet
-        raise NotImplementedError(conn.dialect.name)
-    return insert(table).on_conflict_do_nothing()
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    raise NotImplementedError(conn.dialect.name)  # pragma: no cover - other dialects are not supported yet

@@ -1,4 +1,4 @@
-"""The interpreter over the SQL store (engine/interpreter.py), engine only, no Prefect.
+"""The interpreter over the SQL store (planflow/interpreter.py), engine only, no Prefect.
 
 Every test runs on SQLite and on PostgreSQL (the ``db_url`` fixture). Time is always the
 ``as_of`` passed in; nothing sleeps.
@@ -173,6 +173,21 @@ def test_run_step_on_completed_tokens_does_nothing(engine, plan):
     assert count(engine, "outbox") == 40
 
 
+def test_every_instance_of_a_tree_finds_its_root(engine, plan):
+    iid = opened(engine, plan)
+    with engine.db.connect() as conn:
+        tree = s.tree_ids(conn, iid)
+        assert len(tree) == 1 + 12
+        assert {s.root_of(conn, i) for i in tree} == {iid}
+
+
+def test_an_sqlite_without_update_returning_is_refused_with_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(s.sqlite3, "sqlite_version_info", (3, 34, 1))
+    monkeypatch.setattr(s.sqlite3, "sqlite_version", "3.34.1")
+    with pytest.raises(s.StoreError, match=r"SQLite 3\.34\.1 is too old.*3\.35 or newer"):
+        s.connect(f"sqlite:///{tmp_path / 'old.db'}")
+
+
 # --- submissions -----------------------------------------------------------------------
 
 
@@ -186,6 +201,20 @@ def test_the_same_batch_twice_is_recorded_once(engine, plan):
     assert snapshot(engine) == before
     assert count(engine, "submissions") == 3
     assert count(engine, "audit", s.audit.c.action == "task.submitted") == 3
+
+
+def test_the_first_submission_of_a_unit_in_a_batch_wins(engine, plan):
+    opened(engine, plan)
+    when = at(plan, 2022, 12, 5, 10)
+    second = {**full_scores(plan), "g1.1": 0}
+    batch = [Submission("so-noi-vu", when, {"scores": full_scores(plan)}),
+             Submission("so-noi-vu", at(plan, 2022, 12, 5, 11), {"scores": second})]
+    assert engine.submit(batch, when) == 1
+    with engine.db.connect() as conn:
+        rows = conn.execute(select(s.submissions.c.unit_code, s.submissions.c.payload)).all()
+    assert rows == [("so-noi-vu", {"scores": full_scores(plan)})]
+    assert local(plan, work_item(engine, "so-noi-vu").submitted_at) == "2022-12-05T10:00:00+07:00"
+    assert count(engine, "audit", s.audit.c.action == "task.submitted") == 1
 
 
 def test_a_refused_batch_names_every_unit_at_fault_and_writes_nothing(engine, plan):

@@ -1,0 +1,111 @@
+"""What happens when a token arrives at an element: one handler per element kind.
+
+``ON_ARRIVAL`` is the one table of them, in the manner of Prefect's orchestration rules:
+``Engine.advance`` looks up the kind of the element an active token sits on and calls its
+handler, inside the one transaction of that transition. Every handler has the same
+signature, ``(conn, plan, instance, process, element, token_id, as_of)``, and claims the
+token before it writes anything (``tokens.claim``), so running it twice changes nothing.
+
+* ``startEvent``, ``exclusiveGateway``: pass through (the gateway to the first condition
+  that holds on the instance's variables, else its default);
+* ``parallelGateway``: fork, or join once a token arrived on every incoming flow;
+* ``serviceTask``, ``sendTask``: become ``ready``, for a flow to run (``Engine.run_step``);
+* ``userTask``: one work item per unit of its ``for_each``, with its due moment, its
+  ladder of reminders and escalations (``escalation.start``) and its boundary timers;
+* ``callActivity``: one sub-process instance per unit (or one for the instance's scope);
+* ``endEvent``: the instance completes when nothing of it is left open.
+
+A user task or call activity over no unit (none valid on the day) passes through.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from sqlalchemy import select, update
+
+from planflow import audit, escalation, timers, tokens, units
+from planflow import store as s
+from planflow.deadlines import resolve_due
+from planflow.expressions import evaluate_condition
+
+
+def on_start(conn, plan, inst, proc, element, token_id, as_of) -> None:
+    tokens.pass_through(conn, inst, element, token_id, as_of)
+
+
+def on_end(conn, plan, inst, proc, element, token_id, as_of) -> None:
+    if tokens.claim(conn, token_id, "completed", as_of):
+        tokens.end_instance(conn, plan, inst, as_of)
+
+
+def on_parallel(conn, plan, inst, proc, element, token_id, as_of) -> None:
+    needed = proc.incoming(element.id)
+    if needed <= 1:
+        return tokens.pass_through(conn, inst, element, token_id, as_of)
+    if not tokens.claim(conn, token_id, "waiting", as_of):
+        return
+    waiting = list(conn.scalars(select(s.tokens.c.id).where(
+        s.tokens.c.instance_id == inst.id, s.tokens.c.element_id == element.id,
+        s.tokens.c.status == "waiting").order_by(s.tokens.c.id).limit(needed)))
+    if len(waiting) < needed:
+        return
+    conn.execute(update(s.tokens).where(s.tokens.c.id.in_(waiting))
+                 .values(status="completed", completed_at=as_of))
+    tokens.emit(conn, inst.id, f"join:{waiting[0]}", element.next, as_of)
+    audit.record(conn, as_of, inst.id, audit.ENGINE, "element.completed", element.id)
+
+
+def on_exclusive(conn, plan, inst, proc, element, token_id, as_of) -> None:
+    chosen = element.default
+    for cond in element.conditions:
+        if evaluate_condition(cond.when, inst.variables or {}):
+            chosen = cond.next
+            break
+    tokens.pass_through(conn, inst, element, token_id, as_of, targets=[chosen])
+
+
+def on_service(conn, plan, inst, proc, element, token_id, as_of) -> None:
+    if tokens.claim(conn, token_id, "ready", as_of):
+        audit.record(conn, as_of, inst.id, audit.ENGINE, "step.ready", element.id)
+
+
+def on_user(conn, plan, inst, proc, element, token_id, as_of) -> None:
+    members = units.in_collection(plan, element.for_each, inst.scope_unit, as_of)
+    due = resolve_due(plan.calendar, element.due, start=as_of)
+    if not members:
+        return tokens.pass_through(conn, inst, element, token_id, as_of)
+    if not tokens.claim(conn, token_id, "waiting", as_of):
+        return
+    conn.execute(update(s.tokens).where(s.tokens.c.id == token_id).values(due_at=due))
+    step, next_notice = escalation.start(plan, element, due, as_of)
+    conn.execute(s.insert_ignore(conn, s.work_items), [
+        dict(token_id=token_id, instance_id=inst.id, element_id=element.id, unit_code=u.code,
+             status="open", opened_at=as_of, due_at=due, ladder_step=step, next_notice_at=next_notice)
+        for u in members])
+    timers.set_for(conn, plan, element, token_id, due, as_of)
+    audit.record(conn, as_of, inst.id, audit.ENGINE, "task.opened", element.id,
+                 detail={"units": len(members), "due": due.isoformat()})
+
+
+def on_call(conn, plan, inst, proc, element, token_id, as_of) -> None:
+    scopes = ([u.code for u in units.in_collection(plan, element.for_each, inst.scope_unit, as_of)]
+              if element.for_each else [inst.scope_unit])
+    if not scopes:
+        return tokens.pass_through(conn, inst, element, token_id, as_of)
+    if not tokens.claim(conn, token_id, "waiting", as_of):
+        return
+    tokens.create_instances(conn, plan, [f"{inst.key}/{element.id}/{scope}" for scope in scopes],
+                            element.process, inst.id, token_id, scopes, as_of, {})
+
+
+ON_ARRIVAL: dict[str, Callable] = {
+    "startEvent": on_start,
+    "endEvent": on_end,
+    "parallelGateway": on_parallel,
+    "exclusiveGateway": on_exclusive,
+    "serviceTask": on_service,
+    "sendTask": on_service,
+    "userTask": on_user,
+    "callActivity": on_call,
+}

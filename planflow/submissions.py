@@ -1,0 +1,257 @@
+"""Submissions: what a unit sends to its open user task, checked, claimed and recorded.
+
+A batch is one transaction. It is checked whole first (the unit, its open task, the form's
+criteria or fields); any refusal raises ``SubmissionError`` naming every unit at fault and
+nothing is written. Sending the same submission again (same unit, time and answers) is a
+no-op. Each accepted submission then *claims* its work item (``open`` -> ``submitted``),
+every item of the batch in one ``UPDATE ... RETURNING``: the first submission of an item in
+the batch wins it, and a second worker that lost the race to the same item finds it claimed
+and records nothing. A submission after the due moment is recorded and marked late; the
+ladder of reminders stops either way. When every unit of a task has answered, the task
+completes (``tokens.settle``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from sqlalchemy import bindparam, select, update
+
+from planflow import audit, tokens
+from planflow import store as s
+from planflow.model import Element
+
+
+class SubmissionError(ValueError):
+    """One or more submissions were refused; nothing was recorded."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass(frozen=True)
+class Submission:
+    unit: str
+    submitted_at: dt.datetime
+    payload: dict
+    element: str | None = None  # which user task; default: the unit's only open one
+    actor: str = "unit"
+
+
+class _Known(NamedTuple):
+    """What the store holds for the batch's units: their work items (by unit, in id order),
+    earlier submissions to items no longer open, and the process of each instance."""
+    items: dict[str, list]
+    earlier: dict[int, object]
+    process_of: dict[int, str]
+
+
+class _Accepted(NamedTuple):
+    item: object  # the work item row
+    submission: Submission
+    late: bool
+    element: Element
+    row: dict  # for the submissions table
+
+
+def open_work(db, root_id: int | None = None) -> list:
+    """Open work items: (id, unit_code, element_id, opened_at, due_at), in id order."""
+    with db.connect() as conn:
+        q = select(s.work_items.c.id, s.work_items.c.unit_code, s.work_items.c.element_id,
+                   s.work_items.c.opened_at, s.work_items.c.due_at).where(s.work_items.c.status == "open")
+        if root_id is not None:
+            q = q.where(s.work_items.c.instance_id.in_(s.tree_ids(conn, root_id)))
+        return conn.execute(q.order_by(s.work_items.c.id)).all()
+
+
+def submit(db, plan, batch: list[Submission], as_of: dt.datetime, root_id: int | None = None) -> int:
+    """Record a batch of submissions in one transaction; return how many were new."""
+    with db.begin() as conn:
+        known = _known(conn, {b.unit for b in batch}, root_id)
+        accepted, problems = [], []
+        for sub in batch:
+            entry = _check(plan, known, sub, as_of, problems)
+            if entry is not None:
+                accepted.append(entry)
+        if problems:
+            raise SubmissionError(problems)
+        won = _claim(conn, accepted)
+        if not won:
+            return 0
+        _record(conn, plan, won, as_of)
+        return len(won)
+
+
+def _known(conn, unit_codes: set[str], root_id: int | None) -> _Known:
+    q = select(s.work_items).where(s.work_items.c.unit_code.in_(sorted(unit_codes)))
+    if root_id is not None:
+        q = q.where(s.work_items.c.instance_id.in_(s.tree_ids(conn, root_id)))
+    items: dict[str, list] = {}
+    for row in conn.execute(q.order_by(s.work_items.c.id)):
+        items.setdefault(row.unit_code, []).append(row)
+    # earlier submissions matter only for work items no longer open (a re-sent answer)
+    closed_ids = [r.id for rows in items.values() for r in rows if r.status != "open"]
+    earlier = {r.work_item_id: r for i in range(0, len(closed_ids), 1000) for r in conn.execute(select(
+        s.submissions.c.work_item_id, s.submissions.c.submitted_at, s.submissions.c.payload)
+        .where(s.submissions.c.work_item_id.in_(closed_ids[i:i + 1000])))}
+    instance_ids = sorted({r.instance_id for rows in items.values() for r in rows})
+    process_of = dict(conn.execute(select(s.instances.c.id, s.instances.c.process_id)
+                                   .where(s.instances.c.id.in_(instance_ids))).all())
+    return _Known(items, earlier, process_of)
+
+
+def _check(plan, known: _Known, sub: Submission, as_of, problems: list[str]) -> _Accepted | None:
+    """The submission, ready to record; None when it is refused (the reason added to
+    ``problems``) or when it was recorded before as it is."""
+    reg = plan.registry
+    unit = reg.get(sub.unit)
+    if unit is None:
+        problems.append(f"unit '{sub.unit}': not in registry '{reg.id}'")
+        return None
+    if sub.submitted_at.tzinfo is None:
+        problems.append(f"unit '{sub.unit}': submitted_at {sub.submitted_at} has no time zone")
+        return None
+    candidates = [w for w in known.items.get(sub.unit, []) if sub.element is None or w.element_id == sub.element]
+    open_items = [w for w in candidates if w.status == "open"]
+    if not open_items:
+        problem = _no_open_item(known, unit, sub, candidates)
+        if problem:
+            problems.append(problem)
+        return None
+    if len(open_items) > 1:
+        problems.append(f"unit '{unit.code}': several open tasks "
+                        f"({', '.join(w.element_id for w in open_items)}); name the element")
+        return None
+    w = open_items[0]
+    element = plan.definition.process(known.process_of[w.instance_id]).element(w.element_id)
+    late = sub.submitted_at.replace(microsecond=0) > w.due_at
+    try:
+        total = score_payload(plan.forms[element.form], sub.payload, late)
+    except ValueError as exc:
+        problems.append(f"unit '{unit.code}' ({unit.name}): {exc}")
+        return None
+    return _Accepted(w, sub, late, element, dict(work_item_id=w.id, unit_code=unit.code,
+                                                  submitted_at=sub.submitted_at, recorded_at=as_of,
+                                                  payload=sub.payload, total=total))
+
+
+def _no_open_item(known: _Known, unit, sub: Submission, candidates: list) -> str | None:
+    """Why a unit with no open task cannot submit; None when it re-sends what it sent."""
+    resent = [w for w in candidates if w.id in known.earlier
+              and known.earlier[w.id].submitted_at == sub.submitted_at.astimezone(dt.timezone.utc)
+              and known.earlier[w.id].payload == sub.payload]
+    if resent:
+        return None
+    closed = [w for w in candidates if w.status == "missing"]
+    if closed:
+        return (f"unit '{unit.code}' ({unit.name}): submission after close — "
+                f"'{closed[-1].element_id}' was closed as not reported")
+    if candidates:
+        return (f"unit '{unit.code}' ({unit.name}): '{candidates[-1].element_id}' "
+                "was already submitted with other answers")
+    return f"unit '{unit.code}' ({unit.name}): has no open task to submit to"
+
+
+def _claim(conn, accepted: list[_Accepted]) -> list[_Accepted]:
+    """Claim each work item (open -> submitted) before writing anything else, every item of
+    the batch at once; the first submission of an item in the batch wins it. Each won item
+    then gets its time and lateness, and its ladder stops."""
+    ids = [a.item.id for a in accepted]
+    claimed: set[int] = set()
+    for i in range(0, len(ids), 1000):
+        claimed.update(conn.scalars(
+            update(s.work_items).where(s.work_items.c.id.in_(ids[i:i + 1000]), s.work_items.c.status == "open")
+            .values(status="submitted").returning(s.work_items.c.id)))
+    won = []
+    for a in accepted:
+        if a.item.id in claimed:
+            claimed.discard(a.item.id)
+            won.append(a)
+    if won:
+        conn.execute(update(s.work_items).where(s.work_items.c.id == bindparam("_wid"))
+                     .values(submitted_at=bindparam("_submitted_at"), late=bindparam("_late"), next_notice_at=None),
+                     [{"_wid": a.item.id, "_submitted_at": a.submission.submitted_at, "_late": a.late} for a in won])
+    return won
+
+
+def _record(conn, plan, won: list[_Accepted], as_of) -> None:
+    """The submissions, the answers a task keeps in its instance (``output``), the audit
+    rows; then the tasks every unit has answered complete."""
+    conn.execute(s.insert_ignore(conn, s.submissions), [a.row for a in won])
+    for a in won:
+        if a.element.output:
+            inst = conn.execute(select(s.instances).where(s.instances.c.id == a.item.instance_id)).one()
+            rounds = (inst.variables or {}).get(a.element.output, {}).get("round", 0) + 1
+            variables = {**(inst.variables or {}), a.element.output: {**a.submission.payload, "round": rounds}}
+            conn.execute(update(s.instances).where(s.instances.c.id == inst.id).values(variables=variables))
+    audit.record_all(conn, [audit.entry(
+        as_of, a.item.instance_id, a.submission.actor, "task.submitted", a.item.element_id, a.submission.unit,
+        detail={"submitted_at": a.submission.submitted_at.isoformat(), "late": a.late}) for a in won])
+    tokens.settle(conn, plan, {a.item.token_id for a in won}, as_of)
+
+
+def score_payload(form, payload: dict, late: bool) -> float | None:
+    """Check a submission against its form; return the total score (criteria forms).
+
+    Raises ``ValueError`` naming the criterion or field at fault.
+    """
+    if form.kind == "fields":
+        _check_fields(form, payload)
+        return None
+    scores = payload.get("scores")
+    if not isinstance(scores, dict):
+        raise ValueError(f"form '{form.id}': a submission needs 'scores' (criterion code -> points)")
+    items, codes = _criteria(form)
+    unknown = sorted(set(scores) - codes)
+    if unknown:
+        raise ValueError(f"form '{form.id}' has no criterion {', '.join(unknown)}")
+    total = 0.0
+    step = form.step
+    for code, item in items.items():
+        if item.auto_from_workflow == "on_time":
+            if code in scores:
+                raise ValueError(f"criterion {code} is scored by the workflow (on-time report), not by the unit")
+            total += 0.0 if late else item.max
+            continue
+        if code not in scores:
+            raise ValueError(f"criterion {code} ({item.title}) has no score")
+        value = scores[code]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"criterion {code}: score '{value}' is not a number")
+        if not 0 <= value <= item.max:
+            raise ValueError(f"criterion {code}: score {value} is outside 0–{item.max:g}")
+        if abs(value / step - round(value / step)) > 1e-9:
+            raise ValueError(f"criterion {code}: score {value} is not a multiple of {step:g}")
+        total += value
+    return round(total, 2)
+
+
+def _check_fields(form, payload: dict) -> None:
+    """A fields form (e.g. a review decision): known fields, required ones given, choices kept."""
+    names = {f.name for f in form.fields}
+    unknown = set(payload) - names
+    if unknown:
+        raise ValueError(f"form '{form.id}' has no field {', '.join(sorted(unknown))} "
+                         f"(fields: {', '.join(sorted(names))})")
+    for f in form.fields:
+        value = payload.get(f.name)
+        if f.required and value in (None, ""):
+            raise ValueError(f"form '{form.id}': field '{f.name}' is required")
+        if f.type == "choice" and value is not None and value not in (f.choices or {}):
+            raise ValueError(f"form '{form.id}': field '{f.name}' must be one of "
+                             f"{', '.join(f.choices or {})}, not '{value}'")
+
+
+_CRITERIA: dict[int, tuple] = {}
+
+
+def _criteria(form) -> tuple[dict, frozenset]:
+    """``form.items`` and its codes, built once per form (a form is immutable)."""
+    cached = _CRITERIA.get(id(form))
+    if cached is None or cached[0] is not form:
+        items = form.items
+        cached = _CRITERIA[id(form)] = (form, items, frozenset(items))
+    return cached[1], cached[2]

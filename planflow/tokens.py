@@ -1,0 +1,184 @@
+"""Tokens and the instances they run in: the moves every transition is made of.
+
+An instance runs one process of the plan (the main one, or a sub-process a call activity
+started for one unit); its tokens sit on elements: ``active`` (to be interpreted),
+``waiting`` (on units, sub-processes, a timer or a join), ``ready`` (a service step for a
+flow to run), ``running``, ``completed`` or ``cancelled``.
+
+Every function here runs inside the caller's transaction. A move first *claims* its token
+with a conditional UPDATE (``claim``), so a replay, a retry or a second worker changes
+nothing twice; rows that could be written twice (instances, tokens) have unique keys and
+are inserted with ``store.insert_ignore``.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from sqlalchemy import bindparam, exists, func, or_, select, update
+
+from planflow import audit
+from planflow import store as s
+
+# Statements of the hot paths, built once: a transition runs a handful of them, a plan
+# cycle thousands, and building a statement costs more than executing its cached compile.
+_INSTANCE = select(s.instances).where(s.instances.c.id == bindparam("_iid"))
+_CLAIM = (update(s.tokens).where(s.tokens.c.id == bindparam("_tid"), s.tokens.c.status == bindparam("_from"))
+          .values(status=bindparam("_to")))
+_CLAIM_CLOSING = (update(s.tokens).where(s.tokens.c.id == bindparam("_tid"), s.tokens.c.status == bindparam("_from"))
+                  .values(status=bindparam("_to"), completed_at=bindparam("_at")))
+_OPEN_TOKENS = select(func.count()).select_from(s.tokens).where(
+    s.tokens.c.instance_id == bindparam("_iid"), s.tokens.c.status.in_(("active", "waiting", "ready")))
+# "is a sibling instance not completed?" as two range lookups on ix_instances_parent_token
+# (status < or > 'completed', i.e. != for a NOT NULL column), not a count over every sibling:
+# a call activity over N units otherwise costs O(N^2) as its children end
+_SIBLINGS_LEFT = select(or_(
+    exists().where(s.instances.c.parent_token_id == bindparam("_ptid"), s.instances.c.status < "completed"),
+    exists().where(s.instances.c.parent_token_id == bindparam("_ptid"), s.instances.c.status > "completed")))
+
+
+# --- instances -------------------------------------------------------------------------
+
+
+def instance_row(conn, iid: int):
+    return conn.execute(_INSTANCE, {"_iid": iid}).one()
+
+
+def create_instances(conn, plan, keys: list[str], process_id: str, parent_id, parent_token_id,
+                     scope_units: list, as_of, variables: dict) -> list[int]:
+    """One instance of ``process_id`` per key, each with its start token; a key started
+    before is left as it is. The same rows, in the same order, as one key at a time, in
+    three statements (plus one to look up keys started before)."""
+    created = {key: iid for iid, key in conn.execute(
+        s.insert_ignore(conn, s.instances).returning(s.instances.c.id, s.instances.c.key),
+        [dict(key=key, definition_id=plan.id, definition_digest=plan.digest,
+              process_id=process_id, parent_id=parent_id, parent_token_id=parent_token_id,
+              scope_unit=scope_unit, status="running", started_at=as_of, variables=variables)
+         for key, scope_unit in zip(keys, scope_units)])}
+    before = [key for key in keys if key not in created]  # started before: nothing to do again
+    known = {}
+    for i in range(0, len(before), 1000):
+        known.update(conn.execute(select(s.instances.c.key, s.instances.c.id)
+                                  .where(s.instances.c.key.in_(before[i:i + 1000]))).all())
+    new = [(key, created[key]) for key in keys if key in created]
+    if new:
+        start = plan.definition.process(process_id).start
+        conn.execute(s.insert_ignore(conn, s.tokens), [dict(
+            key=f"{iid}:{start.id}", instance_id=iid, element_id=start.id, status="active",
+            created_at=as_of) for _, iid in new])
+        audit.record_all(conn, [audit.entry(as_of, iid, audit.ENGINE, "instance.started",
+                                            detail={"key": key, "process": process_id}) for key, iid in new])
+    return [created.get(key) or known.get(key) for key in keys]
+
+
+def end_instance(conn, plan, inst, as_of) -> None:
+    """An end event was reached: the instance completes once no token of it is left open,
+    and the call activity that started it moves on once none of its siblings is left."""
+    if conn.scalar(_OPEN_TOKENS, {"_iid": inst.id}):
+        return
+    done = conn.execute(update(s.instances).where(s.instances.c.id == inst.id,
+                                                  s.instances.c.status == "running")
+                        .values(status="completed", ended_at=as_of)).rowcount
+    if not done:
+        return
+    audit.record(conn, as_of, inst.id, audit.ENGINE, "instance.completed")
+    if inst.parent_token_id is not None:
+        if not conn.scalar(_SIBLINGS_LEFT, {"_ptid": inst.parent_token_id}):
+            finish_waiting(conn, plan, inst.parent_id, inst.parent_token_id, as_of)
+
+
+# --- tokens ----------------------------------------------------------------------------
+
+
+def in_status(conn, plan, status: str, root_id: int | None):
+    """(id, instance_id, element_id, process_id) of the plan's tokens in ``status``, oldest
+    first; only those of the instance tree under ``root_id`` when it is given."""
+    q = (select(s.tokens.c.id, s.tokens.c.instance_id, s.tokens.c.element_id, s.instances.c.process_id)
+         .join(s.instances, s.instances.c.id == s.tokens.c.instance_id)
+         .where(s.tokens.c.status == status, s.instances.c.definition_id == plan.id)
+         .order_by(s.tokens.c.id))
+    if root_id is not None:
+        q = q.where(s.tokens.c.instance_id.in_(s.tree_ids(conn, root_id)))
+    return conn.execute(q)
+
+
+def claim(conn, token_id: int, new_status: str, as_of, *, from_status: str = "active") -> bool:
+    """Move a token from ``from_status`` to ``new_status``; True only for the one caller
+    that moved it."""
+    params = {"_tid": token_id, "_from": from_status, "_to": new_status}
+    if new_status in ("completed", "cancelled"):
+        res = conn.execute(_CLAIM_CLOSING, {**params, "_at": as_of})
+    else:
+        res = conn.execute(_CLAIM, params)
+    return res.rowcount == 1
+
+
+def emit(conn, iid: int, key_prefix: str, targets: Iterable[str], as_of) -> None:
+    """An active token on each target element (keyed by where it came from: emitted once)."""
+    rows = [dict(key=f"{key_prefix}>{t}", instance_id=iid, element_id=t, status="active",
+                 created_at=as_of) for t in targets]
+    if rows:
+        conn.execute(s.insert_ignore(conn, s.tokens), rows)
+
+
+def pass_through(conn, inst, element, token_id: int, as_of, targets=None) -> None:
+    """Complete an active token at once and move on (to ``targets``, default the element's next)."""
+    if claim(conn, token_id, "completed", as_of):
+        emit(conn, inst.id, str(token_id), element.next if targets is None else targets, as_of)
+        audit.record(conn, as_of, inst.id, audit.ENGINE, "element.completed", element.id)
+
+
+def finish_waiting(conn, plan, iid: int, token_id: int, as_of, targets=None) -> bool:
+    """Complete a token that waited (on units, children or a timer) and move on; its
+    timers that have not fired are cancelled."""
+    if not claim(conn, token_id, "completed", as_of, from_status="waiting"):
+        return False
+    inst = instance_row(conn, iid)
+    element_id = conn.scalar(select(s.tokens.c.element_id).where(s.tokens.c.id == token_id))
+    element = plan.definition.process(inst.process_id).element(element_id)
+    conn.execute(update(s.timers).where(s.timers.c.token_id == token_id,
+                                        s.timers.c.fired_at.is_(None)).values(cancelled=True))
+    emit(conn, iid, str(token_id), element.next if targets is None else targets, as_of)
+    audit.record(conn, as_of, iid, audit.ENGINE, "element.completed", element.id)
+    return True
+
+
+def settle(conn, plan, token_ids: set[int], as_of) -> None:
+    """Complete the user tasks whose every work item is closed."""
+    if not token_ids:
+        return
+    still_open = set(conn.scalars(select(s.work_items.c.token_id).where(
+        s.work_items.c.token_id.in_(token_ids), s.work_items.c.status == "open").distinct()))
+    done = sorted(token_ids - still_open)
+    if len(done) > 1:
+        return _finish_waiting_many(conn, plan, done, as_of)
+    for token_id in done:
+        iid = conn.scalar(select(s.tokens.c.instance_id).where(s.tokens.c.id == token_id))
+        finish_waiting(conn, plan, iid, token_id, as_of)
+
+
+def _finish_waiting_many(conn, plan, token_ids: list[int], as_of) -> None:
+    """``finish_waiting`` for many tokens in a few statements: the same rows, in the same
+    order, as finishing them one by one (ascending token id)."""
+    claimed = set(conn.scalars(update(s.tokens).where(s.tokens.c.id.in_(token_ids),
+                                                      s.tokens.c.status == "waiting")
+                               .values(status="completed", completed_at=as_of).returning(s.tokens.c.id)))
+    if not claimed:
+        return
+    rows = {r.id: r for r in conn.execute(
+        select(s.tokens.c.id, s.tokens.c.instance_id, s.tokens.c.element_id, s.instances.c.process_id)
+        .join(s.instances, s.instances.c.id == s.tokens.c.instance_id).where(s.tokens.c.id.in_(claimed)))}
+    conn.execute(update(s.timers).where(s.timers.c.token_id.in_(claimed), s.timers.c.fired_at.is_(None))
+                 .values(cancelled=True))
+    emitted, audits = [], []
+    for token_id in token_ids:
+        if token_id not in claimed:
+            continue
+        r = rows[token_id]
+        element = plan.definition.process(r.process_id).element(r.element_id)
+        emitted += [dict(key=f"{token_id}>{t}", instance_id=r.instance_id, element_id=t, status="active",
+                         created_at=as_of) for t in element.next]
+        audits.append(audit.entry(as_of, r.instance_id, audit.ENGINE, "element.completed", element.id))
+    if emitted:
+        conn.execute(s.insert_ignore(conn, s.tokens), emitted)
+    audit.record_all(conn, audits)
