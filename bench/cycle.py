@@ -39,7 +39,7 @@ def run_one(n: int, gso: Path, db_url: str | None, batch_size: int, shape: str =
             dump_to: Path | None = None) -> dict:
     import _registry
 
-    from planflow import Engine, Submission, connect, load_plan
+    from planflow import Engine, connect, load_plan
     from planflow import store
 
     out: dict = {"units": n, "shape": shape}
@@ -67,59 +67,8 @@ def run_one(n: int, gso: Path, db_url: str | None, batch_size: int, shape: str =
         key = f"bench-{n}"
         if engine.instance_id(key) is not None:  # a --db that holds an earlier run
             key += f"-{uuid.uuid4().hex[:8]}"
-        phases: dict[str, float] = {}
-        started, cpu_started = time.perf_counter(), time.process_time()
-
-        def lap(name: str, since: float) -> float:
-            now = time.perf_counter()
-            phases[name] = round(now - since, 3)
-            return now
-
-        t = started
-        iid = engine.start(key, ISSUED)
-        engine.advance(ISSUED, iid)
-        t = lap("issue", t)
-
-        work = engine.open_work(iid)
-        assert len(work) == n, (len(work), n)
-        due = work[0].due_at
-        t = lap("open_work", t)
-
-        subs = []
-        for i, w in enumerate(work):
-            at = due + dt.timedelta(hours=2) if i % LATE_EVERY == LATE_EVERY - 1 else due - dt.timedelta(days=3, hours=i % 9)
-            subs.append(Submission(w.unit_code, at, payloads[w.unit_code]))
-        last = max(s.submitted_at for s in subs)
-        recorded = 0
-        for k in range(0, len(subs), batch_size):
-            recorded += engine.submit(subs[k:k + batch_size], last, root_id=iid)
-        assert recorded == n, (recorded, n)
-        t = lap("submit", t)
-
-        engine.advance(last, iid)
-        steps = engine.ready_steps(stage="aggregation", root_id=iid)
-        assert [s.element_id for s in steps] == ["aggregate"], steps
-        t = lap("advance_to_aggregate", t)
-
-        engine.run_step(steps[0].token_ids, last)
-        t = lap("aggregate", t)
-
-        engine.advance(last, iid)
-        status = engine.instance(iid).status
-        t = lap("finish", t)
-        out["wall_s"] = round(t - started, 3)
-        out["cpu_s"] = round(time.process_time() - cpu_started, 3)  # this process only (not a DB server)
-        out["phases_s"] = phases
-        assert status == "completed", status
-
-        with db.connect() as conn:
-            from sqlalchemy import select
-
-            report = conn.execute(select(store.reports.c.data).where(store.reports.c.instance_id == iid)).scalar_one()
-        counts = report["total"]["counts"]
-        assert counts["expected"] == n and counts["on_time"] + counts["late"] == n, counts
-        out["report"] = {"on_time": counts["on_time"], "late": counts["late"],
-                         "average": report["total"]["average"], "classes": report["total"]["classes"]}
+        iid = _timed_cycle(engine, key, payloads, n, batch_size, out)
+        out["report"] = _report_figures(engine, iid, n)
         out["db"] = db.dialect.name
         if db_url is None:
             out["db_file_mib"] = round(sum(f.stat().st_size for f in tmp.glob("planflow.db*")) / 2**20, 1)
@@ -134,6 +83,71 @@ def run_one(n: int, gso: Path, db_url: str | None, batch_size: int, shape: str =
     out["prefect_imported"] = any(m == "prefect" or m.startswith("prefect.") for m in sys.modules)
     out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
     return out
+
+
+def _timed_cycle(engine, key: str, payloads: dict, n: int, batch_size: int, out: dict) -> int:
+    """The measured cycle, start to completed instance; its times go into ``out``
+    (``wall_s``, ``cpu_s``, ``phases_s``). Return the instance's id."""
+    from planflow import Submission
+
+    phases: dict[str, float] = {}
+    started, cpu_started = time.perf_counter(), time.process_time()
+
+    def lap(name: str, since: float) -> float:
+        now = time.perf_counter()
+        phases[name] = round(now - since, 3)
+        return now
+
+    t = started
+    iid = engine.start(key, ISSUED)
+    engine.advance(ISSUED, iid)
+    t = lap("issue", t)
+
+    work = engine.open_work(iid)
+    assert len(work) == n, (len(work), n)
+    due = work[0].due_at
+    t = lap("open_work", t)
+
+    subs = []
+    for i, w in enumerate(work):
+        at = due + dt.timedelta(hours=2) if i % LATE_EVERY == LATE_EVERY - 1 else due - dt.timedelta(days=3, hours=i % 9)
+        subs.append(Submission(w.unit_code, at, payloads[w.unit_code]))
+    last = max(s.submitted_at for s in subs)
+    recorded = 0
+    for k in range(0, len(subs), batch_size):
+        recorded += engine.submit(subs[k:k + batch_size], last, root_id=iid)
+    assert recorded == n, (recorded, n)
+    t = lap("submit", t)
+
+    engine.advance(last, iid)
+    steps = engine.ready_steps(stage="aggregation", root_id=iid)
+    assert [s.element_id for s in steps] == ["aggregate"], steps
+    t = lap("advance_to_aggregate", t)
+
+    engine.run_step(steps[0].token_ids, last)
+    t = lap("aggregate", t)
+
+    engine.advance(last, iid)
+    status = engine.instance(iid).status
+    t = lap("finish", t)
+    out["wall_s"] = round(t - started, 3)
+    out["cpu_s"] = round(time.process_time() - cpu_started, 3)  # this process only (not a DB server)
+    out["phases_s"] = phases
+    assert status == "completed", status
+    return iid
+
+
+def _report_figures(engine, iid: int, n: int) -> dict:
+    """The aggregate report's figures, checked: every unit counted, every one reported."""
+    from planflow.report import latest_report
+
+    with engine.db.connect() as conn:
+        report = latest_report(conn, iid)
+    assert report is not None, "no aggregate report"
+    counts = report.data["total"]["counts"]
+    assert counts["expected"] == n and counts["on_time"] + counts["late"] == n, counts
+    return {"on_time": counts["on_time"], "late": counts["late"],
+            "average": report.data["total"]["average"], "classes": report.data["total"]["classes"]}
 
 
 def main(argv: list[str] | None = None) -> int:

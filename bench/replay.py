@@ -5,10 +5,11 @@ performance change to the engine changes nothing it records.
     ... change the engine ...
     python bench/replay.py --dump after.json && cmp before.json after.json
 
-The replay runs ``engine.simulation.run_year`` — the loop ``flows.simulate`` runs through
-Prefect — with actions on the engine alone, each done twice to show it changes nothing. On top of the scenario it sends what a careless client would
-(the same batch twice, a submission after the close, one with a bad score) and checks that
-each is refused or ignored. The dump holds every row of every table (ids included, times as
+The replay runs ``planflow.simulation.run_year`` — the loop ``planflow.flows.simulate``
+runs through Prefect — with actions on the engine alone, each done twice to show it changes
+nothing. On top of the scenario it sends what a careless client would (the same batch
+twice, a submission after the close, one with a bad score) and checks that each is refused
+or ignored. The dump holds every row of every table (ids included, times as
 ISO strings), so any difference in order, content or count shows.
 """
 

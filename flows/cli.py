@@ -20,8 +20,7 @@ err = Console(stderr=True)
 
 
 def _user_errors():
-    from planflow import CalendarError, DefinitionError, SubmissionError
-    from planflow.store import StoreError
+    from planflow import CalendarError, DefinitionError, StoreError, SubmissionError
 
     return (DefinitionError, SubmissionError, CalendarError, StoreError, FileNotFoundError)
 
@@ -81,7 +80,8 @@ def simulate(
         private_prefect_home(out_dir / "prefect-home")
     prefect_defaults()
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from planflow.flows.simulate import SimulationStuck, run_simulation
+    from planflow.flows.simulate import run_simulation
+    from planflow.simulation import SimulationStuck
 
     started = time.monotonic()
     try:
@@ -94,17 +94,21 @@ def simulate(
 
 
 def _print_summary(summary: dict) -> None:
+    from planflow.aggregation import GROUP_NAMES
+    from planflow.status_words import REPORT
+
     units = summary["units"].values()
+    statuses = ("on_time", "late", "missing")
+    classes = ("Tốt", "Khá", "Trung bình", "Yếu")
     table = Table(title=f"{summary['definition']} — {summary['status']}")
     table.add_column("Cấp")
-    for col in ("Đúng hạn", "Quá hạn", "Không báo cáo", "Tốt", "Khá", "Trung bình", "Yếu", "Không xếp loại"):
+    for col in (*(REPORT[s] for s in statuses), *classes, "Không xếp loại"):
         table.add_column(col, justify="right")
-    names = {"department": "Sở, ban, ngành", "district": "UBND cấp huyện", "commune": "UBND cấp xã"}
-    for group, name in names.items():
+    for group, name in GROUP_NAMES.items():
         rows = [u for u in units if u["group"] == group]
         count = lambda key, val: sum(1 for u in rows if u[key] == val)  # noqa: E731
-        table.add_row(name, *(str(count("status", s)) for s in ("on_time", "late", "missing")),
-                      *(str(count("classification", c)) for c in ("Tốt", "Khá", "Trung bình", "Yếu")),
+        table.add_row(name, *(str(count("status", s)) for s in statuses),
+                      *(str(count("classification", c)) for c in classes),
                       str(count("status", "missing")))
     out.print(table)
     stages = Table(title="Giai đoạn")
@@ -187,18 +191,14 @@ def notifications(
 
     from rich.markup import escape
 
-    from planflow import outbox
-    from planflow import store as s
+    from planflow.outbox import STATUSES
+    from planflow.status import outbox_overview
 
     url = _db_url(db)
-    store = s.connect(url)
-    incidents = outbox.failed(store, ids=only or None)
-    counts = outbox.counts(store)
-    from sqlalchemy.engine import make_url
-
-    shown = make_url(url).render_as_string(hide_password=True)
-    out.print("Notifications in " + shown + ": " + (", ".join(
-        f"{counts.get(k, 0)} {k}" for k in outbox.STATUSES) if counts else "none"), highlight=False, soft_wrap=True)
+    overview = outbox_overview(url, ids=only or None)
+    counts, incidents = overview["counts"], overview["incidents"]
+    out.print("Notifications in " + overview["store"] + ": " + (", ".join(
+        f"{counts.get(k, 0)} {k}" for k in STATUSES) if counts else "none"), highlight=False, soft_wrap=True)
     for i in incidents:
         out.print(f"[red]failed[/red] #{i['id']} {i['kind']} to {i['recipient']} <{i['email'] or '?'}> "
                   f"({escape(str(i['root_key']))}), {i['attempts']} attempt(s): {escape(i['last_error'] or '')}",
@@ -211,49 +211,65 @@ def notifications(
     if not incidents:
         out.print("Nothing to retry.", highlight=False)
         return
-
-    from planflow.flows.delivery import channel_for, deliver_pending
-    from planflow.flows.runtime import RunRef
-
     who = actor or os.environ.get("USER") or getpass.getuser()
     now = dt.datetime.now(dt.timezone.utc)
+    if outbox_dir is None and url.startswith("sqlite:///"):
+        outbox_dir = Path(url[len("sqlite:///"):]).parent / "outbox"
     by_root: dict[str, list[dict]] = {}
     for i in incidents:
         by_root.setdefault(i["root_key"], []).append(i)
     still_failed = requeued = 0
     for root_key, rows in by_root.items():
-        try:
-            path = _definition_for(rows[0]["definition_id"], rows[0]["definition_digest"], definition)
-        except FileNotFoundError as exc:
-            _fail(exc)
-        if outbox_dir is None and url.startswith("sqlite:///"):
-            outbox_dir = Path(url[len("sqlite:///"):]).parent / "outbox"
-        ref = RunRef(definition=str(path), db_url=url, root_key=root_key, outbox_dir=str(outbox_dir or "out/outbox"))
-        try:
-            channel = channel_for(ref)  # a configuration error stops here, before anything is requeued
-        except ValueError as exc:
-            _fail(exc)
-        ids = outbox.requeue_failed(store, [r["id"] for r in rows], actor=who, reason=reason, at=now)
-        requeued += len(ids)
-        try:
-            # one attempt each: what fails again is failed again, not left pending unseen
-            deliver_pending(ref, now, only=ids, max_attempts=1, channel=channel)
-        except _user_errors() as exc:
-            _fail(exc)
-        after = outbox.statuses(store, ids)
-        for r in rows:
-            if r["id"] not in ids:
-                continue
-            status, error = after[r["id"]]
-            if status == "sent":
-                out.print(f"[green]sent[/green] #{r['id']} {r['kind']} to {r['recipient']}", highlight=False)
-            else:
-                still_failed += status == "failed"
-                out.print(f"[red]{status}[/red] #{r['id']} {r['kind']} to {r['recipient']}: {escape(error or '')}",
-                          highlight=False, soft_wrap=True)
+        path = _definition_or_fail(rows[0], definition)
+        retried, failed = _retry_notifications(url, root_key, path, rows, who, reason, outbox_dir, now)
+        requeued, still_failed = requeued + retried, still_failed + failed
     out.print(f"Retried {requeued} notification(s) as {who}; {still_failed} still failed.", highlight=False)
     if still_failed:
         raise typer.Exit(1)
+
+
+def _definition_or_fail(incident: dict, given: Path | None) -> Path:
+    try:
+        return _definition_for(incident["definition_id"], incident["definition_digest"], given)
+    except FileNotFoundError as exc:
+        _fail(exc)
+
+
+def _retry_notifications(url: str, root_key: str, path: Path, rows: list[dict], who: str, reason: str | None,
+                         outbox_dir: Path | None, now) -> tuple[int, int]:
+    """Put one instance's failed notifications back and deliver them, one attempt each;
+    print what became of each. Return (how many were put back, how many failed again)."""
+    from rich.markup import escape
+
+    from planflow import connect, outbox
+    from planflow.flows.delivery import channel_for, deliver_pending
+    from planflow.flows.runtime import RunRef
+
+    store = connect(url)
+    ref = RunRef(definition=str(path), db_url=url, root_key=root_key, outbox_dir=str(outbox_dir or "out/outbox"))
+    try:
+        channel = channel_for(ref)  # a configuration error stops here, before anything is requeued
+    except ValueError as exc:
+        _fail(exc)
+    ids = outbox.requeue_failed(store, [r["id"] for r in rows], actor=who, reason=reason, at=now)
+    try:
+        # one attempt each: what fails again is failed again, not left pending unseen
+        deliver_pending(ref, now, only=ids, max_attempts=1, channel=channel)
+    except _user_errors() as exc:
+        _fail(exc)
+    after = outbox.statuses(store, ids)
+    still_failed = 0
+    for r in rows:
+        if r["id"] not in ids:
+            continue
+        status, error = after[r["id"]]
+        if status == "sent":
+            out.print(f"[green]sent[/green] #{r['id']} {r['kind']} to {r['recipient']}", highlight=False)
+        else:
+            still_failed += status == "failed"
+            out.print(f"[red]{status}[/red] #{r['id']} {r['kind']} to {r['recipient']}: {escape(error or '')}",
+                      highlight=False, soft_wrap=True)
+    return len(ids), still_failed
 
 
 @app.command()

@@ -8,7 +8,7 @@ setup needs no mail server. With ``PLANFLOW_SMTP_HOST`` set, mail goes out by SM
 ``PLANFLOW_SMTP_PASSWORD_BLOCK`` (the block wins when both are set). The password is
 read when a delivery run starts, never stored in the repository nor logged.
 
-Each row is claimed before it is sent and marked after (see ``engine/outbox.py`` for
+Each row is claimed before it is sent and marked after (see ``planflow/outbox.py`` for
 what "exactly once" means per channel); its key is the file name and the Message-ID.
 Temporary failures leave the row ``pending`` with its attempt counted, and
 :func:`deliver_pending` raises :class:`NotDeliveredYet` so that the Prefect task

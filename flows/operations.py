@@ -2,7 +2,7 @@
 
 - ``plan-cycle``: once a year (cron in Asia/Ho_Chi_Minh) — start the year's instance and
   disseminate the plan;
-- ``deadline-sweep`` (``flows.stages``): every working morning at 07:00;
+- ``deadline-sweep`` (``planflow.flows.stages``): every working morning at 07:00;
 - ``advance``: move instances on after submissions (an automation on
   ``planflow.unit.submitted`` starts it);
 - ``submit-self-evaluation``, ``review-decision``: what a unit or Ban Dân vận Tỉnh ủy
@@ -11,23 +11,29 @@
 
 Time is the real clock here (``as_of`` may be given to replay a moment). Every flow ends
 by refreshing the instance's artifacts, so the UI shows where the plan stands.
+
+``submit-self-evaluation``'s form (``ScoreSheet``: one field per criterion of the shipped
+plan's form) is built the first time the flow or the form is looked up, not when this
+module is imported (see ``__getattr__``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
 from pathlib import Path
 from typing import Literal, Optional
 
 from prefect import flow, get_run_logger
-from pydantic import Field, create_model
+from prefect.events import emit_event
+from pydantic import BaseModel, Field, create_model
 
 from planflow import Submission, SubmissionError, load_plan
 from planflow.definitions import shipped
 from planflow.flows.artifacts import publish_artifacts
 from planflow.flows.runtime import RunRef, engine_for, root_id
-from planflow.flows.stages import drive
+from planflow.flows.stages import deadline_sweep, delivery_task, drive
 
 DEFAULT_DEFINITION = os.environ.get("PLANFLOW_DEFINITION", str(shipped("hai-duong-dan-van-2022.yaml")))
 
@@ -72,9 +78,9 @@ async def _drive_and_publish(ref: RunRef, now: dt.datetime) -> None:
     await publish_artifacts(ref, now)
 
 
-def _score_sheet():
-    """A pydantic model with one field per criterion of the shipped form: the UI shows a form."""
-    plan = load_plan(DEFAULT_DEFINITION)
+def score_sheet(definition: str = DEFAULT_DEFINITION) -> type[BaseModel]:
+    """A pydantic model with one field per criterion of the plan's form: the UI shows a form."""
+    plan = load_plan(definition)
     form = next(f for f in plan.forms.values() if f.kind == "criteria")
     fields = {}
     for code, item in form.items.items():
@@ -83,9 +89,6 @@ def _score_sheet():
         fields[code.replace(".", "_")] = (float, Field(ge=0, le=item.max, multiple_of=form.step,
                                                         title=f"{code}. {item.title}", description=f"tối đa {item.max:g} điểm"))
     return create_model("ScoreSheet", __doc__=form.title, **fields)
-
-
-ScoreSheet = _score_sheet()
 
 
 @flow(name="plan-cycle", description="Ban hành Kế hoạch năm: khởi tạo và phổ biến đến các nơi nhận.")
@@ -112,8 +115,6 @@ async def advance(definition: str = DEFAULT_DEFINITION, db_url: Optional[str] = 
 
 
 def _emit_submitted(ref: RunRef, unit: str, element: str | None, at: dt.datetime) -> None:
-    from prefect.events import emit_event
-
     emit_event(event="planflow.unit.submitted",
                resource={"prefect.resource.id": f"planflow.unit.{unit}"},
                payload={"instance": ref.root_key, "definition": ref.definition, "db_url": ref.db_url,
@@ -128,20 +129,28 @@ def _submit(ref: RunRef, submission: Submission, now: dt.datetime) -> None:
         raise OperatorError("; ".join(exc.problems)) from None
 
 
-@flow(name="submit-self-evaluation", description="Đơn vị gửi kết quả tự đánh giá công tác dân vận.")
-async def submit_self_evaluation(unit: str, scores: ScoreSheet, evidence: str = "", note: str = "",
-                                 definition: str = DEFAULT_DEFINITION, db_url: Optional[str] = None,
-                                 instance: Optional[str] = None, submitted_at: Optional[dt.datetime] = None) -> str:
-    """Record one unit's self-evaluation (checked against the criteria form)."""
-    ref = _ref(definition, db_url, instance)
-    now = _now(submitted_at)
-    payload = {"scores": {k.replace("_", "."): v for k, v in scores.model_dump().items()},
-               "evidence": evidence, "note": note}
-    _submit(ref, Submission(unit=unit, submitted_at=now, payload=payload, actor=f"operator:{unit}"), now)
-    _emit_submitted(ref, unit, None, now)
-    get_run_logger().info("Đã nhận báo cáo tự đánh giá của %s", unit)
-    await publish_artifacts(ref, now)
-    return unit
+def submit_self_evaluation_flow(sheet: type[BaseModel]):
+    """The ``submit-self-evaluation`` flow, its ``scores`` typed by ``sheet`` (the UI's form)."""
+
+    async def submit_self_evaluation(unit: str, scores: BaseModel, evidence: str = "", note: str = "",
+                                     definition: str = DEFAULT_DEFINITION, db_url: Optional[str] = None,
+                                     instance: Optional[str] = None,
+                                     submitted_at: Optional[dt.datetime] = None) -> str:
+        """Record one unit's self-evaluation (checked against the criteria form)."""
+        ref = _ref(definition, db_url, instance)
+        now = _now(submitted_at)
+        payload = {"scores": {k.replace("_", "."): v for k, v in scores.model_dump().items()},
+                   "evidence": evidence, "note": note}
+        _submit(ref, Submission(unit=unit, submitted_at=now, payload=payload, actor=f"operator:{unit}"), now)
+        _emit_submitted(ref, unit, None, now)
+        get_run_logger().info("Đã nhận báo cáo tự đánh giá của %s", unit)
+        await publish_artifacts(ref, now)
+        return unit
+
+    submit_self_evaluation.__annotations__["scores"] = sheet  # what Prefect renders and validates
+    submit_self_evaluation.__qualname__ = "submit_self_evaluation"
+    return flow(name="submit-self-evaluation",
+                description="Đơn vị gửi kết quả tự đánh giá công tác dân vận.")(submit_self_evaluation)
 
 
 @flow(name="review-decision", description="Ban Dân vận Tỉnh ủy: thống nhất hoặc trả lại kết quả tổng hợp.")
@@ -174,14 +183,10 @@ async def retrigger_step(step: str, reason: str, actor: str, instance: Optional[
     except ValueError as exc:
         raise OperatorError(str(exc)) from None
     if count:
-        from planflow.flows.stages import deliver_notifications
-
         # letters put back in the outbox go out now, not at the next delivery of the plan
-        deliver_notifications(ref, now)
+        delivery_task()(ref, now)
     await _drive_and_publish(ref, now)
     return count
-
-
 
 
 @flow(name="daily-deadline-sweep", description="Mỗi sáng ngày làm việc: nhắc nhở, đôn đốc, đóng nhận báo cáo.")
@@ -189,8 +194,6 @@ async def daily_deadline_sweep(definition: str = DEFAULT_DEFINITION, db_url: Opt
                                as_of: Optional[dt.datetime] = None) -> int:
     """The scheduled sweep over every instance of the definition; nothing happens on a day off
     (the ladder's moments fall on working days), and the instance is moved on afterwards."""
-    from planflow.flows.stages import deadline_sweep
-
     ref = _ref(definition, db_url, "")
     now = _now(as_of)
     cal = engine_for(ref).plan.calendar
@@ -208,9 +211,7 @@ async def daily_deadline_sweep(definition: str = DEFAULT_DEFINITION, db_url: Opt
 @flow(name="deliver-outbox", description="Gửi các thông báo đang chờ trong hộp thư đi.")
 async def deliver_outbox(definition: str = DEFAULT_DEFINITION, db_url: Optional[str] = None,
                          instance: Optional[str] = None) -> int:
-    from planflow.flows.stages import deliver_notifications
-
-    return deliver_notifications(_ref(definition, db_url, instance if instance is not None else ""), _now(None))
+    return delivery_task()(_ref(definition, db_url, instance if instance is not None else ""), _now(None))
 
 
 @flow(name="record-incident", description="Ghi nhận sự cố của một lần chạy và báo Sở Nội vụ.")
@@ -223,7 +224,23 @@ async def record_incident(flow_run: str, state: str, message: str = "", step: st
     engine = engine_for(ref)
     root = root_id(ref)
     engine.record_incident(root, flow_run=flow_run, state=state, message=message, step=step or flow_run, as_of=now)
-    from planflow.flows.stages import deliver_notifications
-
-    deliver_notifications(ref, now)
+    delivery_task()(ref, now)
     await publish_artifacts(ref, now)
+
+
+_BUILT = threading.Lock()
+
+
+def __getattr__(name: str):
+    """``ScoreSheet`` and ``submit_self_evaluation``, built on first use (PEP 562) and kept:
+    the form reads the shipped plan, which importing this module must not do. Prefect finds
+    the flow the same way (entrypoint ``planflow.flows.operations:submit_self_evaluation``)."""
+    if name not in ("ScoreSheet", "submit_self_evaluation"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    with _BUILT:
+        built = globals()
+        if "ScoreSheet" not in built:
+            built["ScoreSheet"] = score_sheet()
+        if "submit_self_evaluation" not in built:
+            built["submit_self_evaluation"] = submit_self_evaluation_flow(built["ScoreSheet"])
+        return built[name]

@@ -97,13 +97,19 @@ async def ensure_automations(ids: dict[str, object]) -> list[str]:
     return names
 
 
-# deployment name -> its flow, as declared here and in prefect.yaml
-DEPLOYMENT_FLOWS = {
-    "plan-cycle": ops.plan_cycle, "deadline-sweep": ops.daily_deadline_sweep, "advance": ops.advance,
-    "submit-self-evaluation": ops.submit_self_evaluation, "review-decision": ops.review_decision,
-    "retrigger-step": ops.retrigger_step, "deliver-outbox": ops.deliver_outbox,
-    "record-incident": ops.record_incident,
+# deployment name -> the flow it runs (planflow.flows.operations:<name>), as declared here
+# and in prefect.yaml
+DEPLOYMENT_ENTRYPOINTS = {
+    "plan-cycle": "plan_cycle", "deadline-sweep": "daily_deadline_sweep", "advance": "advance",
+    "submit-self-evaluation": "submit_self_evaluation", "review-decision": "review_decision",
+    "retrigger-step": "retrigger_step", "deliver-outbox": "deliver_outbox", "record-incident": "record_incident",
 }
+
+
+def deployment_flows() -> dict[str, object]:
+    """Deployment name -> its flow (looked up when asked: ``submit_self_evaluation``'s form
+    reads the plan)."""
+    return {name: getattr(ops, function) for name, function in DEPLOYMENT_ENTRYPOINTS.items()}
 
 
 async def deployment_ids() -> dict[str, object]:
@@ -113,7 +119,7 @@ async def deployment_ids() -> dict[str, object]:
 
     ids, missing = {}, []
     async with get_client() as client:
-        for name, flow in DEPLOYMENT_FLOWS.items():
+        for name, flow in deployment_flows().items():
             try:
                 ids[name] = (await client.read_deployment_by_name(f"{flow.name}/{name}")).id
             except ObjectNotFound:

@@ -15,15 +15,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
-
 from planflow import load_plan, load_scenario
+from planflow.report import latest_markdown
 from planflow.scenario import default_scenario
-from planflow import store as s
-from planflow.simulation import SimulationStuck, first_start, run_year  # noqa: F401 - SimulationStuck for the CLI
+from planflow.simulation import first_start, run_year
 from planflow.summary import build_summary
 from planflow.flows.runtime import RunRef, engine_for
 from planflow.flows.stages import deadline_sweep, drive, stage_flow
+
 
 @dataclass
 class Result:
@@ -68,9 +67,7 @@ async def run_simulation(definition: Path, scenario_path: Path | None, out_dir: 
 
     await run_year(engine, scenario, root, clock, PrefectActions(ref, plan))
     summary = build_summary(engine, root)
-    with engine.db.connect() as conn:
-        report = conn.scalar(select(s.reports.c.markdown).where(s.reports.c.instance_id == root)
-                             .order_by(s.reports.c.id.desc()).limit(1))
+    report = latest_markdown(engine, root)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
     if report:

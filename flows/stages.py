@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+from prefect.tasks import exponential_backoff
 
-from planflow import Submission
+from planflow import Submission, outbox
+from planflow.notifications.vn_format import short_datetime
+from planflow.flows.delivery import backoff_seconds, deliver_pending
 from planflow.flows.runtime import RunRef, engine_for, root_id
 
 
@@ -31,26 +36,32 @@ def run_step(ref: RunRef, element_id: str, token_ids: list[int], as_of: dt.datet
     return engine_for(ref).run_step(token_ids, as_of)
 
 
-from prefect.tasks import exponential_backoff  # noqa: E402 - kept next to the one task that uses it
-
-from planflow.flows import delivery as _delivery  # noqa: E402
-
-
-@task(cache_policy=NO_CACHE, task_run_name="deliver-notifications",
-      retries=_delivery.outbox.max_attempts() - 1,
-      retry_delay_seconds=exponential_backoff(backoff_factor=_delivery.backoff_seconds()),
+@task(name="deliver_notifications", cache_policy=NO_CACHE, task_run_name="deliver-notifications",
       retry_jitter_factor=0.2)
-def deliver_notifications(ref: RunRef, as_of: dt.datetime) -> int:
+def deliver_outbox_rows(ref: RunRef, as_of: dt.datetime) -> int:
     """Deliver the plan's outbox; retried with exponential backoff on temporary failures.
 
     One attempt per row per task attempt, so with ``PLANFLOW_OUTBOX_MAX_ATTEMPTS`` = N the
     task tries N times (N-1 retries, ``PLANFLOW_OUTBOX_BACKOFF_SECONDS`` doubling: 10, 20,
     40, 80 s by default) and a row still failing on the last one becomes an incident
-    instead of failing the flow. Settings are read when this module is imported.
+    instead of failing the flow. The retries are set by :func:`delivery_task`.
     """
-    from prefect import get_run_logger
+    return deliver_pending(ref, as_of, logger=get_run_logger())
 
-    return _delivery.deliver_pending(ref, as_of, logger=get_run_logger())
+
+def delivery_task():
+    """:func:`deliver_outbox_rows` with its retry settings read now (when a flow delivers),
+    not when this module was imported."""
+    return deliver_outbox_rows.with_options(
+        retries=outbox.max_attempts() - 1, retry_delay_seconds=exponential_backoff(backoff_factor=backoff_seconds()))
+
+
+def __getattr__(name: str):
+    """``deliver_notifications``: :func:`delivery_task`, built with the settings of the
+    moment it is looked up (PEP 562), never those of when this module was imported."""
+    if name == "deliver_notifications":
+        return delivery_task()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 async def drive_stage(ref: RunRef, stage: str, as_of: dt.datetime) -> int:
@@ -73,7 +84,7 @@ async def drive_stage(ref: RunRef, stage: str, as_of: dt.datetime) -> int:
             moved += runner(ref, step.element_id, list(step.token_ids), as_of)
             queued = queued or element.type == "sendTask"
     if queued:
-        deliver_notifications(ref, as_of)
+        delivery_task()(ref, as_of)
     return moved
 
 
@@ -120,9 +131,6 @@ async def deadline_sweep(ref: RunRef, as_of: dt.datetime) -> int:
     Each escalation becomes a ``planflow.unit.overdue`` event (for automations) and a row
     of the ``overdue-units`` table artifact that operators see in the Prefect UI.
     """
-    from prefect.artifacts import acreate_table_artifact
-    from prefect.events import emit_event
-
     notices = sweep_due(ref, as_of)
     engine = engine_for(ref)
     escalations = [n for n in notices if n["kind"] == "escalation"]
@@ -137,11 +145,10 @@ async def deadline_sweep(ref: RunRef, as_of: dt.datetime) -> int:
         await acreate_table_artifact(
             key="overdue-units",
             table=[{"Đơn vị": engine.plan.registry.get(n["unit"]).name, "Mã": n["unit"], "Cấp đôn đốc": n["level"],
-                    "Hạn": dt.datetime.fromisoformat(n["due"]).astimezone(tz).strftime("%d/%m/%Y %H:%M"),
-                    "Bước": n["element"]} for n in escalations],
-            description=f"Đơn vị quá hạn được đôn đốc lúc {as_of.astimezone(tz):%d/%m/%Y %H:%M}")
+                    "Hạn": short_datetime(n["due"], tz), "Bước": n["element"]} for n in escalations],
+            description=f"Đơn vị quá hạn được đôn đốc lúc {short_datetime(as_of, tz)}")
     if notices:
-        deliver_notifications(ref, as_of)
+        delivery_task()(ref, as_of)
     return len(notices)
 
 

@@ -6,7 +6,7 @@ checks templates (``check_template``) and delivers e-mail (``build_email`` and t
 channels). No Prefect and no SQL here.
 """
 
-from ._filters import vn_date, vn_datetime
+from .vn_format import vn_date, vn_datetime
 from .channels import DeliveryError, FileChannel, SmtpChannel, build_email, message_id_for, safe_key
 from .render import (
     KINDS,

@@ -33,7 +33,7 @@ Per kind, in addition:
   ``classification``}), ``counts``.
 
 Filters available to templates: ``vn_date``, ``vn_datetime``, ``doc_number``, ``lcfirst``,
-``in_text``, ``vn_number`` (see ``notifications/_filters.py``).
+``in_text``, ``vn_number`` (see ``notifications/_filters.py`` and ``notifications/vn_format.py``).
 """
 
 from __future__ import annotations

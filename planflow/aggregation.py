@@ -2,21 +2,21 @@
 
 Scores come from the submissions (checked against the form when they were recorded);
 bands and the "không đủ điều kiện xếp loại" label come from the form, never from code.
+The report written from this data is ``planflow.report``'s.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, fields
-from pathlib import Path
 
-import jinja2
 from sqlalchemy import select
 
 from planflow import store as s
-from planflow.status_words import report_status
 
-GROUP_ORDER = ("department", "district", "commune")
+# the tiers of units, in the order every table lists them, with the names people read
+GROUP_NAMES = {"department": "Sở, ban, ngành", "district": "UBND cấp huyện", "commune": "UBND cấp xã"}
+GROUP_ORDER = tuple(GROUP_NAMES)
 
 
 @dataclass(frozen=True)
@@ -128,36 +128,3 @@ def build(conn, plan, instance_ids: list[int], round_: int, as_of: dt.datetime) 
         "communes": [_row(r) for r in by_group["commune"]],
         "not_classified": [_row(r) for r in results if r.status == "missing"],
     }
-
-
-_ENV = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-    undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, autoescape=False)
-
-
-def _fmt_score(value) -> str:
-    return "—" if value is None else f"{value:g}".replace(".", ",")
-
-
-def _fmt_date(value, tz) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    local = value.astimezone(tz)
-    return local.strftime("%d/%m/%Y %H:%M")
-
-
-
-
-def render_markdown(plan, data: dict, comment: str | None = None) -> str:
-    tz = plan.calendar.tz
-    env = _ENV.overlay()
-    env.filters["score"] = _fmt_score
-    env.filters["when"] = lambda v: _fmt_date(v, tz)
-    env.filters["status_vi"] = report_status
-    as_of = dt.datetime.fromisoformat(data["as_of"]).astimezone(tz)
-    return env.get_template("aggregate-report.md.j2").render(
-        plan=plan.definition, doc=plan.definition.document, data=data, comment=comment,
-        day=f"ngày {as_of.day:02d} tháng {as_of.month:02d} năm {as_of.year}",
-        registry=plan.registry)

@@ -10,15 +10,16 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from sqlalchemy import func, select, update
+from sqlalchemy import update
 
+from planflow import aggregation, letters, outbox, report
 from planflow import store as s
 from planflow.model import SERVICE_HANDLERS
 
 
 @dataclass
 class StepContext:
-    engine: Any  # engine.interpreter.Engine
+    engine: Any  # planflow.interpreter.Engine
     conn: Any
     instance: Any
     element: Any
@@ -30,11 +31,8 @@ class StepContext:
         return self.engine.plan
 
     def root_id(self) -> int:
-        iid, parent = self.instance.id, self.instance.parent_id
-        while parent is not None:
-            iid, parent = parent, self.conn.scalar(
-                select(s.instances.c.parent_id).where(s.instances.c.id == parent))
-        return iid
+        """The plan instance at the top of this step's tree."""
+        return s.root_of(self.conn, self.instance.id)
 
 
 def _record(ctx: StepContext) -> None:
@@ -47,27 +45,21 @@ def _record(ctx: StepContext) -> None:
 
 def _aggregate(ctx: StepContext) -> None:
     """Sở Nội vụ (or a district, for its communes) aggregates scores into a report."""
-    from planflow import aggregation
-
     conn, inst = ctx.conn, ctx.instance
     tree = s.tree_ids(conn, inst.id)
-    round_ = 1 + conn.scalar(select(func.count()).select_from(s.reports).where(
-        s.reports.c.instance_id == inst.id))
+    round_ = report.next_round(conn, inst.id)
     data = aggregation.build(conn, ctx.plan, tree, round_, ctx.as_of)
     review = (inst.variables or {}).get("review") or {}
     comment = review.get("comment") if review.get("decision") == "return" else None
-    markdown = aggregation.render_markdown(ctx.plan, data, comment)
-    conn.execute(s.insert_ignore(conn, s.reports).values(
-        key=f"{inst.id}:{ctx.element.id}:{ctx.token.id}", instance_id=inst.id, element_id=ctx.element.id,
-        created_at=ctx.as_of, data=data, markdown=markdown))
+    markdown = report.render_markdown(ctx.plan, data, comment)
+    report.save(conn, key=f"{inst.id}:{ctx.element.id}:{ctx.token.id}", instance_id=inst.id,
+                element_id=ctx.element.id, at=ctx.as_of, data=data, markdown=markdown)
     variables = {**(inst.variables or {}), "report": {"round": round_, "counts": data["total"]["counts"]}}
     conn.execute(update(s.instances).where(s.instances.c.id == inst.id).values(variables=variables))
 
 
 def _send(ctx: StepContext) -> None:
     """A sendTask: queue one message per recipient in the outbox."""
-    from planflow import letters, outbox
-
     rows = letters.rows_for_send(ctx)
     outbox.queue(ctx.conn, rows, ctx.as_of)
 

@@ -1,8 +1,10 @@
-"""What ``planflow status`` shows: progress, open and stalled steps, failed notifications."""
+"""What ``planflow status`` and ``planflow notifications`` show: progress, open and stalled
+steps, failed notifications — read from a store named by its URL."""
 
 from __future__ import annotations
 
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 
 from planflow import outbox
 from planflow import store as s
@@ -43,3 +45,16 @@ def instances_status(url: str) -> list[dict]:
                 "open_steps": open_steps, "stalled": stalled, "incidents": incidents,
             })
     return out
+
+
+def masked_url(url: str) -> str:
+    """A store's URL as it may be shown: its password masked."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def outbox_overview(url: str, ids: list[int] | None = None) -> dict:
+    """The store's outbox for ``planflow notifications``: the URL shown (masked), how many
+    notifications are in each status, and the failed ones (only ``ids`` if given)."""
+    db = s.connect(url)
+    incidents = outbox.failed(db, ids=ids)
+    return {"store": masked_url(url), "counts": outbox.counts(db), "incidents": incidents}

@@ -2,7 +2,8 @@
 
 ``QD42``: the statuses of QĐ 42/2014/QĐ-TTg (amended by QĐ 23/2018/QĐ-TTg), as in
 ``summary.json`` and the units table. ``REPORT``: the short column words of the aggregate
-report (a unit's reporting status when the report was made).
+report and of ``planflow simulate``'s table (a unit's reporting status when the report was
+made). ``NOT_OPEN``: the units table's word for a unit whose task has not opened yet.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ QD42 = {
 }
 
 REPORT = {"on_time": "Đúng hạn", "late": "Quá hạn", "missing": "Không báo cáo", "open": "Đang thực hiện"}
+
+# a district's own self-evaluation opens once its communes are aggregated: until then
+NOT_OPEN = "chưa đến bước báo cáo"
 
 
 def qd42_status(status: str, late: bool | None, due_at: dt.datetime, as_of: dt.datetime) -> str:

@@ -411,3 +411,15 @@ def test_notifications_import_neither_prefect_nor_sqlalchemy():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+def test_a_filter_given_an_undefined_value_fails_as_jinja2_does():
+    import jinja2
+
+    from planflow.notifications._filters import FILTERS
+
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    env.filters.update(FILTERS)
+    for name in FILTERS:
+        with pytest.raises(jinja2.UndefinedError, match="^'missing' is undefined$"):
+            env.from_string("{{ missing|%s }}" % name).render()

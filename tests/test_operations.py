@@ -429,19 +429,43 @@ def test_retrigger_sends_the_letters_a_step_could_not_send(db_url, tmp_path, mon
     assert retried == recipients
 
 
+def test_the_form_is_built_on_first_use_with_one_field_per_criterion(plan, tmp_path):
+    import subprocess
+    import sys
+
+    from planflow.flows import operations
+
+    # importing the module (what a worker does first) reads no plan
+    code = ("import planflow.flows.operations as ops; "
+            "assert not {'ScoreSheet', 'submit_self_evaluation'} & set(vars(ops)), 'built at import'")
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True)
+    # the flow Prefect finds by its entrypoint takes the form the UI renders
+    flow = operations.submit_self_evaluation
+    assert operations.ScoreSheet is flow.fn.__annotations__["scores"]
+    fields = flow.parameters.model_dump()["definitions"]["ScoreSheet"]["properties"]
+    form = plan.forms["self-evaluation"]
+    criteria = {code: item for code, item in form.items.items() if not item.auto_from_workflow}
+    assert list(fields) == [code.replace(".", "_") for code in criteria]
+    for code, item in criteria.items():
+        field = fields[code.replace(".", "_")]
+        assert field["title"] == f"{code}. {item.title}" and field["maximum"] == item.max
+        assert field["description"] == f"tối đa {item.max:g} điểm"
+
+
 def test_prefect_yaml_declares_the_deployments_planflow_serve_registers():
     import yaml
 
     from planflow.flows import operations
-    from planflow.flows.serve import DEPLOYMENT_FLOWS, WORKING_MORNINGS
+    from planflow.flows.serve import deployment_flows, WORKING_MORNINGS
 
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text(encoding="utf-8"))
     assert spec["pull"] == [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $PLANFLOW_REPO }}"}}]
     deployments = {d["name"]: d for d in spec["deployments"]}
-    assert set(deployments) == set(DEPLOYMENT_FLOWS)
+    flows = deployment_flows()
+    assert set(deployments) == set(flows)
     for name, d in deployments.items():
         path, function = d["entrypoint"].split(":")
-        assert path == "planflow.flows.operations" and getattr(operations, function) is DEPLOYMENT_FLOWS[name], name
+        assert path == "planflow.flows.operations" and getattr(operations, function) is flows[name], name
         assert d["work_pool"]["name"] == "planflow"
         assert (REPO / d["parameters"]["definition"]).exists()
     assert deployments["plan-cycle"]["parameters"]["year"] == 2022
