@@ -1,0 +1,239 @@
+"""The operator's commands: ``status``, ``notifications``, ``sweep``, ``serve``, ``automations``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from planflow.flows.cli_common import app, db_url, err, fail, out, user_errors
+
+
+@app.command()
+def status(db: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the engine's store")) -> None:
+    """Plan instances in a store: progress, open steps, failed steps and notifications."""
+    from planflow.status import instances_status
+
+    url = db_url(db)
+    try:
+        rows = instances_status(url)
+    except user_errors() as exc:
+        fail(exc)
+    if not rows:
+        out.print(f"No plan instance in {url}.", highlight=False)
+        return
+    for r in rows:
+        out.print(f"[bold]{r['key']}[/bold] — {r['status']}, clock {r['clock_at'] or '—'}", highlight=False)
+        out.print(f"  reported {r['reported']}/{r['expected']} units asked so far; open steps: "
+                  f"{', '.join(r['open_steps']) or 'none'}", highlight=False)
+        for stalled in r["stalled"]:
+            out.print(f"  [red]stalled[/red] {stalled}", highlight=False)
+        for incident in r["incidents"]:
+            out.print(f"  [red]notification failed[/red] {incident}", highlight=False)
+
+
+def _definition_for(definition_id: str, digest: str | None, given: Path | None) -> Path:
+    """The definition file of a plan instance: ``given``, else found by id under definitions/."""
+    import hashlib
+
+    import yaml
+
+    if given is not None:
+        return given
+    from planflow.definitions import shipped
+
+    folders = [Path.cwd() / "definitions", shipped()]
+    matches: list[Path] = []
+    for folder in dict.fromkeys(f.resolve() for f in folders if f.is_dir()):
+        for path in sorted(folder.glob("*.yaml")):
+            try:
+                doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except (OSError, yaml.YAMLError):
+                continue
+            if isinstance(doc, dict) and doc.get("id") == definition_id:
+                matches.append(path)
+    for path in matches:
+        if hashlib.sha256(path.read_bytes()).hexdigest()[:16] == digest:
+            return path
+    if matches:
+        err.print(f"[yellow]note[/yellow] {matches[0]} has changed since plan '{definition_id}' was started; "
+                  "using it as it is now", highlight=False, soft_wrap=True)
+        return matches[0]
+    raise FileNotFoundError(f"no definition with id '{definition_id}' under ./definitions: name it with --definition")
+
+
+@app.command()
+def notifications(
+    db: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the engine's store"),
+    retry: bool = typer.Option(False, "--retry", help="put failed notifications back to pending and deliver them"),
+    actor: Optional[str] = typer.Option(None, help="who retries, for the audit (default: $USER)"),
+    reason: Optional[str] = typer.Option(None, help="why, for the audit"),
+    only: Optional[list[int]] = typer.Option(None, "--id", help="retry only these notifications (repeatable)"),
+    definition: Optional[Path] = typer.Option(None, help="the plan's definition file (default: found by id)"),
+    outbox_dir: Optional[Path] = typer.Option(None, "--outbox", help="where the file channel writes "
+                                              "(default: 'outbox' beside a SQLite store, else out/outbox)"),
+) -> None:
+    """Failed notifications (incidents); with --retry, deliver them again (SMTP or files, as configured)."""
+    import datetime as dt
+    import getpass
+
+    from rich.markup import escape
+
+    from planflow.outbox import STATUSES
+    from planflow.status import outbox_overview
+
+    url = db_url(db)
+    overview = outbox_overview(url, ids=only or None)
+    counts, incidents = overview["counts"], overview["incidents"]
+    out.print("Notifications in " + overview["store"] + ": " + (", ".join(
+        f"{counts.get(k, 0)} {k}" for k in STATUSES) if counts else "none"), highlight=False, soft_wrap=True)
+    for i in incidents:
+        out.print(f"[red]failed[/red] #{i['id']} {i['kind']} to {i['recipient']} <{i['email'] or '?'}> "
+                  f"({escape(str(i['root_key']))}), {i['attempts']} attempt(s): {escape(i['last_error'] or '')}",
+                  highlight=False, soft_wrap=True)
+    if not retry:
+        if incidents:
+            out.print(f"{len(incidents)} failed; deliver them again with: planflow notifications --retry",
+                      highlight=False)
+        return
+    if not incidents:
+        out.print("Nothing to retry.", highlight=False)
+        return
+    who = actor or os.environ.get("USER") or getpass.getuser()
+    now = dt.datetime.now(dt.timezone.utc)
+    if outbox_dir is None and url.startswith("sqlite:///"):
+        outbox_dir = Path(url[len("sqlite:///"):]).parent / "outbox"
+    by_root: dict[str, list[dict]] = {}
+    for i in incidents:
+        by_root.setdefault(i["root_key"], []).append(i)
+    still_failed = requeued = 0
+    for root_key, rows in by_root.items():
+        path = _definition_orfail(rows[0], definition)
+        retried, failed = _retry_notifications(url, root_key, path, rows, who, reason, outbox_dir, now)
+        requeued, still_failed = requeued + retried, still_failed + failed
+    out.print(f"Retried {requeued} notification(s) as {who}; {still_failed} still failed.", highlight=False)
+    if still_failed:
+        raise typer.Exit(1)
+
+
+def _definition_orfail(incident: dict, given: Path | None) -> Path:
+    try:
+        return _definition_for(incident["definition_id"], incident["definition_digest"], given)
+    except FileNotFoundError as exc:
+        fail(exc)
+
+
+def _retry_notifications(url: str, root_key: str, path: Path, rows: list[dict], who: str, reason: str | None,
+                         outbox_dir: Path | None, now) -> tuple[int, int]:
+    """Put one instance's failed notifications back and deliver them, one attempt each;
+    print what became of each. Return (how many were put back, how many failed again)."""
+    from rich.markup import escape
+
+    from planflow import connect, outbox
+    from planflow.flows.delivery import channel_for, deliver_pending
+    from planflow.flows.runtime import RunRef
+
+    store = connect(url)
+    ref = RunRef(definition=str(path), db_url=url, root_key=root_key, outbox_dir=str(outbox_dir or "out/outbox"))
+    try:
+        channel = channel_for(ref)  # a configuration error stops here, before anything is requeued
+    except ValueError as exc:
+        fail(exc)
+    ids = outbox.requeue_failed(store, [r["id"] for r in rows], actor=who, reason=reason, at=now)
+    try:
+        # one attempt each: what fails again is failed again, not left pending unseen
+        deliver_pending(ref, now, only=ids, max_attempts=1, channel=channel)
+    except user_errors() as exc:
+        fail(exc)
+    after = outbox.statuses(store, ids)
+    still_failed = 0
+    for r in rows:
+        if r["id"] not in ids:
+            continue
+        status, error = after[r["id"]]
+        if status == "sent":
+            out.print(f"[green]sent[/green] #{r['id']} {r['kind']} to {r['recipient']}", highlight=False)
+        else:
+            still_failed += status == "failed"
+            out.print(f"[red]{status}[/red] #{r['id']} {r['kind']} to {r['recipient']}: {escape(error or '')}",
+                      highlight=False, soft_wrap=True)
+    return len(ids), still_failed
+
+
+@app.command()
+def sweep(
+    as_of: str = typer.Option(..., "--as-of", help="ISO 8601 datetime with offset, e.g. 2022-12-12T08:00:00+07:00"),
+    definition: list[Path] = typer.Option([], help="definitions to sweep (default: every definitions/*.yaml)"),
+    db: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the engine's store"),
+) -> None:
+    """Run the deadline sweep: reminders, escalations and closing of tasks due at --as-of."""
+    import datetime as dt
+
+    from planflow.flows.runtime import prefect_defaults
+
+    try:
+        when = dt.datetime.fromisoformat(as_of)
+    except ValueError:
+        fail(ValueError(f"--as-of '{as_of}' is not an ISO 8601 datetime"))
+    if when.tzinfo is None:
+        fail(ValueError(f"--as-of '{as_of}' needs a UTC offset, e.g. +07:00"))
+    prefect_defaults()
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from planflow import load_plan
+    from planflow.flows.runtime import RunRef
+    from planflow.flows.stages import deadline_sweep
+
+    url = db_url(db)
+    paths = definition or sorted(Path("definitions").glob("*.yaml"))
+    total = 0
+    for path in paths:
+        try:
+            plan = load_plan(path)
+        except user_errors() as exc:
+            fail(exc)
+        ref = RunRef(definition=str(plan.path), db_url=url)
+        total += asyncio.run(deadline_sweep(ref, when))
+        out.print(f"{plan.id}: swept at {when.isoformat()}", highlight=False)
+    out.print(f"{total} reminder(s) and escalation(s) recorded.", highlight=False)
+
+
+@app.command()
+def serve(
+    definition: Path = typer.Argument(Path("definitions/hai-duong-dan-van-2022.yaml"), help="process definition"),
+    db: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the engine's store"),
+) -> None:
+    """Register the plan's deployments and automations with the Prefect server and run them."""
+    from planflow import load_plan
+
+    if not os.environ.get("PREFECT_API_URL"):
+        fail(ValueError("PREFECT_API_URL is not set: start a server (prefect server start) and export "
+                         "PREFECT_API_URL=http://127.0.0.1:4200/api — see README, 'Run it for real'"))
+    try:
+        load_plan(definition)
+    except user_errors() as exc:
+        fail(exc)
+    from planflow.flows.serve import serve as serve_plan
+
+    url = db_url(db)
+    out.print(f"Serving {definition} (store {url}) at {os.environ['PREFECT_API_URL']}", highlight=False)
+    asyncio.run(serve_plan(str(definition), url))
+
+
+@app.command()
+def automations() -> None:
+    """Create (or replace) the plan's automations on the Prefect server, for deployments made by
+    ``prefect deploy --all`` (``planflow serve`` creates them itself)."""
+    if not os.environ.get("PREFECT_API_URL"):
+        fail(ValueError("PREFECT_API_URL is not set: export PREFECT_API_URL=http://127.0.0.1:4200/api "
+                         "(the server the deployments were made on)"))
+    from planflow.flows.serve import register_automations
+
+    try:
+        names = asyncio.run(register_automations())
+    except LookupError as exc:
+        fail(exc)
+    for name in names:
+        out.print(f"[green]automation[/green] {name}", highlight=False)

@@ -1,0 +1,92 @@
+"""``planflow validate`` and ``planflow simulate``: a plan checked, a plan year simulated."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from planflow.flows.cli_common import app, db_url, fail, out, user_errors
+
+
+@app.command()
+def validate(definition: Path = typer.Argument(..., help="process definition (YAML)")) -> None:
+    """Check a definition, its registry, forms, calendar and templates."""
+    from planflow import load_plan
+
+    try:
+        plan = load_plan(definition)
+    except user_errors() as exc:
+        fail(exc)
+    d = plan.definition
+    n = len(d.elements) + sum(len(p.elements) for p in d.subprocesses)
+    out.print(f"[green]OK[/green] {definition}: '{d.id}', {n} elements, "
+              f"{len(d.subprocesses)} sub-process(es), {len(plan.registry.units)} units, "
+              f"forms {', '.join(plan.forms)}", highlight=False)
+
+
+@app.command()
+def simulate(
+    definition: Path = typer.Argument(..., help="process definition (YAML)"),
+    scenario: Optional[Path] = typer.Option(None, help="unit behaviour (default: definitions/scenarios/<registry>.yaml)"),
+    out_dir: Path = typer.Option(Path("out"), "--out", help="where summary.json, report.md and the outbox go"),
+    db: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the engine's store (default: sqlite in --out)"),
+) -> None:
+    """Run a whole plan year in simulated time through Prefect (ephemeral API)."""
+    from planflow import load_plan, load_scenario
+    from planflow.flows.runtime import prefect_defaults, private_prefect_home
+    from planflow.scenario import default_scenario
+
+    try:  # refuse a broken plan or scenario before anything is written
+        plan = load_plan(definition)
+        load_scenario(scenario or default_scenario(plan), plan)
+    except user_errors() as exc:
+        fail(exc)
+    if not os.environ.get("PREFECT_API_URL"):
+        private_prefect_home(out_dir / "prefect-home")
+    prefect_defaults()
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from planflow.flows.simulate import run_simulation
+    from planflow.simulation import SimulationStuck
+
+    started = time.monotonic()
+    try:
+        result = asyncio.run(run_simulation(definition, scenario, out_dir, db_url(db, out_dir)))
+    except (*user_errors(), SimulationStuck) as exc:
+        fail(exc)
+    _print_summary(result.summary)
+    out.print(f"\nWrote {out_dir / 'summary.json'}, {out_dir / 'report.md'} and {out_dir / 'outbox'}/ "
+              f"in {time.monotonic() - started:.1f} s.", highlight=False)
+
+
+def _print_summary(summary: dict) -> None:
+    from planflow.aggregation import GROUP_NAMES
+    from planflow.status_words import REPORT
+
+    units = summary["units"].values()
+    statuses = ("on_time", "late", "missing")
+    classes = ("Tốt", "Khá", "Trung bình", "Yếu")
+    table = Table(title=f"{summary['definition']} — {summary['status']}")
+    table.add_column("Cấp")
+    for col in (*(REPORT[s] for s in statuses), *classes, "Không xếp loại"):
+        table.add_column(col, justify="right")
+    for group, name in GROUP_NAMES.items():
+        rows = [u for u in units if u["group"] == group]
+        count = lambda key, val: sum(1 for u in rows if u[key] == val)  # noqa: E731
+        table.add_row(name, *(str(count("status", s)) for s in statuses),
+                      *(str(count("classification", c)) for c in classes),
+                      str(count("status", "missing")))
+    out.print(table)
+    stages = Table(title="Giai đoạn")
+    stages.add_column("Stage")
+    stages.add_column("Hoàn thành")
+    for stage, at in summary["stages"].items():
+        stages.add_row(stage, at or "—")
+    out.print(stages)
+    out.print(f"Review rounds: {summary['review_rounds']}; notifications: {summary['notifications']}",
+              highlight=False)
