@@ -2,7 +2,7 @@
 
 - ``plan-cycle``: once a year (cron in Asia/Ho_Chi_Minh) — start the year's instance and
   disseminate the plan;
-- ``deadline-sweep`` (``planflow.flows.stages``): every working morning at 07:00;
+- ``deadline-sweep`` (``planflow.flows.stages``): every working day at office opening (08:00);
 - ``advance``: move instances on after submissions (an automation on
   ``planflow.unit.submitted`` starts it);
 - ``submit-self-evaluation``, ``review-decision``: what a unit or Ban Dân vận Tỉnh ủy

@@ -14,7 +14,15 @@ from pathlib import Path
 from planflow import load_plan
 from planflow.flows import operations as ops
 
-WORKING_MORNINGS = "0 7 * * 1-5"  # 07:00 Monday–Friday; the sweep itself skips days off
+
+
+def sweep_cron(plan) -> str:
+    """The daily sweep's schedule: every day at the calendar's office opening, when reminders,
+    escalations and closing timers fall (the flow itself skips days off, so a make-up
+    Saturday is swept and a holiday is not)."""
+    opening = plan.calendar.office_open
+    return f"{opening.minute} {opening.hour} * * *"
+
 
 PLAN_DEPLOYMENTS = ("plan-cycle", "deadline-sweep", "advance", "submit-self-evaluation", "review-decision",
                     "retrigger-step", "deliver-outbox")
@@ -32,7 +40,7 @@ async def deployments(definition: str, db_url: str | None):
     cycle = [Cron(start.timer.cron, timezone=tz)] if start.timer else []
     specs = [
         (ops.plan_cycle, "plan-cycle", {**params, "year": plan.definition.year}, cycle, tags),
-        (ops.daily_deadline_sweep, "deadline-sweep", params, [Cron(WORKING_MORNINGS, timezone=tz)], tags),
+        (ops.daily_deadline_sweep, "deadline-sweep", params, [Cron(sweep_cron(plan), timezone=tz)], tags),
         (ops.advance, "advance", params, [], tags),
         (ops.submit_self_evaluation, "submit-self-evaluation", params, [], [*tags, "operator"]),
         (ops.review_decision, "review-decision", params, [], [*tags, "operator"]),

@@ -17,7 +17,7 @@ import sqlite3
 
 from sqlalchemy import (
     select,
-    JSON, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String,
+    JSON, Boolean, Column, Date, DateTime, Float, ForeignKey, Index, Integer, MetaData, String,
     Table, Text, TypeDecorator, UniqueConstraint, create_engine, event,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -59,6 +59,9 @@ instances = Table(
     Column("started_at", UTCDateTime, nullable=False),
     Column("ended_at", UTCDateTime),
     Column("clock_at", UTCDateTime),
+    # a replay (simulate, or a past year replayed by an operator) runs on its own clock,
+    # clock_at; a live instance on the real one
+    Column("replay", Boolean, nullable=False, default=False),
     Column("variables", JSON, nullable=False, default=dict),
 )
 Index("ix_instances_parent", instances.c.parent_id)
@@ -111,6 +114,11 @@ submissions = Table(
     Column("recorded_at", UTCDateTime, nullable=False),
     Column("payload", JSON, nullable=False),
     Column("total", Float),
+    # a paper report entered by an operator: its document's number and date, who entered it, why
+    Column("document_number", String(100)),
+    Column("document_date", Date),
+    Column("entered_by", String(200)),
+    Column("entry_reason", Text),
 )
 
 chases = Table(

@@ -456,7 +456,9 @@ def test_prefect_yaml_declares_the_deployments_planflow_serve_registers():
     import yaml
 
     from planflow.flows import operations
-    from planflow.flows.serve import deployment_flows, WORKING_MORNINGS
+    from planflow import load_plan
+    from planflow.flows.serve import deployment_flows, sweep_cron
+    from tests.conftest import PLAN
 
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text(encoding="utf-8"))
     assert spec["pull"] == [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $PLANFLOW_REPO }}"}}]
@@ -472,5 +474,5 @@ def test_prefect_yaml_declares_the_deployments_planflow_serve_registers():
     assert [(s["cron"], s["timezone"]) for s in deployments["plan-cycle"]["schedules"]] == [
         ("0 8 15 3 *", "Asia/Ho_Chi_Minh")]
     assert [(s["cron"], s["timezone"]) for s in deployments["deadline-sweep"]["schedules"]] == [
-        (WORKING_MORNINGS, "Asia/Ho_Chi_Minh")]
+        (sweep_cron(load_plan(PLAN)), "Asia/Ho_Chi_Minh")]
     assert all("schedules" not in d for n, d in deployments.items() if n not in ("plan-cycle", "deadline-sweep"))
