@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -21,13 +22,23 @@ def user_errors():
     return (DefinitionError, SubmissionError, CalendarError, StoreError, FileNotFoundError)
 
 
+MAX_PROBLEMS_SHOWN = 50  # a definition broken everywhere shows its first problems, then how many more
+MAX_LINE = 2000  # characters of one message shown
+
+
 def fail(exc: Exception) -> None:
+    """Print what is wrong (each problem on its line, the first ``MAX_PROBLEMS_SHOWN``), exit 1."""
+    from rich.markup import escape
+
     problems = getattr(exc, "problems", None)
-    if problems:
-        for p in problems:
-            err.print(f"[red]error[/red] {p}", highlight=False, soft_wrap=True)
-    else:
-        err.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
+    lines = [str(p) for p in problems[:MAX_PROBLEMS_SHOWN]] if problems else [str(exc) or type(exc).__name__]
+    if problems and len(problems) > MAX_PROBLEMS_SHOWN:
+        lines.append(f"... and {len(problems) - MAX_PROBLEMS_SHOWN:,} more problem(s): fix these first")
+    for line in lines:
+        line = re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}", line)  # one line, no escapes
+        if len(line) > MAX_LINE:
+            line = f"{line[:MAX_LINE]}… ({len(line) - MAX_LINE:,} more characters)"
+        err.print(f"[red]error[/red] {escape(line)}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 

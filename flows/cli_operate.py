@@ -12,23 +12,35 @@ import typer
 from planflow.flows.cli_common import app, db_url, err, fail, out, user_errors
 
 
+def existing_store(url: str) -> None:
+    """Open the store at ``url`` only if it exists (nothing is created), or fail with why."""
+    from planflow import connect
+
+    try:
+        connect(url, create=False)
+    except user_errors() as exc:
+        fail(exc)
+
+
 @app.command()
 def status(db: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the engine's store")) -> None:
     """Plan instances in a store: progress, open steps, failed steps and notifications."""
-    from planflow.status import instances_status
+    from planflow.status import instances_status, masked_url
 
     url = db_url(db)
+    existing_store(url)
     try:
         rows = instances_status(url)
     except user_errors() as exc:
         fail(exc)
     if not rows:
-        out.print(f"No plan instance in {url}.", highlight=False)
+        out.print(f"No plan instance in {masked_url(url)}.", highlight=False)
         return
     for r in rows:
         out.print(f"[bold]{r['key']}[/bold] — {r['status']}, clock {r['clock_at'] or '—'}", highlight=False)
-        out.print(f"  reported {r['reported']}/{r['expected']} units asked so far; open steps: "
-                  f"{', '.join(r['open_steps']) or 'none'}", highlight=False)
+        reported = (f"reported {r['reported']}/{r['expected']} units asked" if r["expected"] is not None
+                    else r["note"])
+        out.print(f"  {reported}; open steps: {', '.join(r['open_steps']) or 'none'}", highlight=False)
         for stalled in r["stalled"]:
             out.print(f"  [red]stalled[/red] {stalled}", highlight=False)
         for incident in r["incidents"]:
@@ -36,27 +48,27 @@ def status(db: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the en
 
 
 def _definition_for(definition_id: str, digest: str | None, given: Path | None) -> Path:
-    """The definition file of a plan instance: ``given``, else found by id under definitions/."""
-    import hashlib
-
-    import yaml
+    """The definition file of a plan instance: ``given``, else found by id under definitions/
+    (here, then the shipped ones); a file that is not a valid definition is passed over."""
+    from planflow import load_plan
+    from planflow.definitions import shipped
 
     if given is not None:
         return given
-    from planflow.definitions import shipped
-
     folders = [Path.cwd() / "definitions", shipped()]
     matches: list[Path] = []
+    digests: dict[Path, str] = {}
     for folder in dict.fromkeys(f.resolve() for f in folders if f.is_dir()):
         for path in sorted(folder.glob("*.yaml")):
             try:
-                doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-            except (OSError, yaml.YAMLError):
+                plan = load_plan(path)
+            except user_errors():
                 continue
-            if isinstance(doc, dict) and doc.get("id") == definition_id:
+            if plan.id == definition_id:
                 matches.append(path)
+                digests[path] = plan.digest
     for path in matches:
-        if hashlib.sha256(path.read_bytes()).hexdigest()[:16] == digest:
+        if digests[path] == digest:
             return path
     if matches:
         err.print(f"[yellow]note[/yellow] {matches[0]} has changed since plan '{definition_id}' was started; "
@@ -86,7 +98,11 @@ def notifications(
     from planflow.status import outbox_overview
 
     url = db_url(db)
-    overview = outbox_overview(url, ids=only or None)
+    existing_store(url)
+    try:
+        overview = outbox_overview(url, ids=only or None)
+    except user_errors() as exc:
+        fail(exc)
     counts, incidents = overview["counts"], overview["incidents"]
     out.print("Notifications in " + overview["store"] + ": " + (", ".join(
         f"{counts.get(k, 0)} {k}" for k in STATUSES) if counts else "none"), highlight=False, soft_wrap=True)
@@ -180,24 +196,33 @@ def sweep(
         fail(ValueError(f"--as-of '{as_of}' is not an ISO 8601 datetime"))
     if when.tzinfo is None:
         fail(ValueError(f"--as-of '{as_of}' needs a UTC offset, e.g. +07:00"))
-    prefect_defaults()
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from planflow import load_plan
-    from planflow.flows.runtime import RunRef
-    from planflow.flows.stages import deadline_sweep
 
     url = db_url(db)
     paths = definition or sorted(Path("definitions").glob("*.yaml"))
-    total = 0
-    for path in paths:
+    if not paths:
+        fail(FileNotFoundError(f"no definition to sweep: none given with --definition and no definitions/*.yaml "
+                               f"in {Path.cwd()}"))
+    plans = []
+    for path in paths:  # every definition and the store checked before anything is swept
         try:
-            plan = load_plan(path)
+            plans.append(load_plan(path))
         except user_errors() as exc:
             fail(exc)
-        ref = RunRef(definition=str(plan.path), db_url=url)
+    existing_store(url)
+    prefect_defaults()
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from planflow.flows.runtime import RunRef
+    from planflow.flows.stages import deadline_sweep
+
+    total = 0
+    outbox_dir = os.environ.get("PLANFLOW_OUTBOX_DIR", "out/outbox")
+    for plan in plans:
+        ref = RunRef(definition=str(plan.path), db_url=url, outbox_dir=outbox_dir)
         total += asyncio.run(deadline_sweep(ref, when))
         out.print(f"{plan.id}: swept at {when.isoformat()}", highlight=False)
     out.print(f"{total} reminder(s) and escalation(s) recorded.", highlight=False)
+
 
 
 @app.command()
@@ -215,10 +240,16 @@ def serve(
         load_plan(definition)
     except user_errors() as exc:
         fail(exc)
+    from planflow import connect
     from planflow.flows.serve import serve as serve_plan
+    from planflow.status import masked_url
 
     url = db_url(db)
-    out.print(f"Serving {definition} (store {url}) at {os.environ['PREFECT_API_URL']}", highlight=False)
+    try:
+        connect(url)  # the live store: made here when it is new; a wrong URL stops here
+    except user_errors() as exc:
+        fail(exc)
+    out.print(f"Serving {definition} (store {masked_url(url)}) at {os.environ['PREFECT_API_URL']}", highlight=False)
     asyncio.run(serve_plan(str(definition), url))
 
 

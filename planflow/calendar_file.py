@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 
 from planflow.definitions import shipped
 from planflow.due_phrases import check_rules, parse_date
@@ -89,10 +88,8 @@ def read_calendar_file(path: Path) -> dict[str, Any]:
     try:
         data = load_with_lines(path, dates_as_text=True)  # a bad unquoted date is refused with its line
     except YamlError as exc:
-        where = f", line {exc.line}" if exc.line else ""
-        raise CalendarError(f"{path}{where}: invalid YAML: {exc.problem}") from None
-    except (yaml.YAMLError, ValueError) as exc:
-        raise CalendarError(f"{path}: invalid YAML: {exc}") from None
+        said = f"invalid YAML: {exc.problem}" if exc.message.startswith("not valid YAML") else exc.message
+        raise CalendarFileError(Problem(str(path), exc.line, None, said)) from None
     return calendar_settings(data, source=str(path), default_name=path.stem)
 
 

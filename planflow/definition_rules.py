@@ -18,7 +18,7 @@ from planflow.deadlines import resolve_due, sample_start
 from planflow.expressions import ExpressionError, compile_condition, parse_collection
 from planflow.model import SERVICE_HANDLERS, Definition, Element, Form, Process, Registry
 from planflow.notifications import KINDS, check_template
-from planflow.problems import CalendarError, Problem
+from planflow.problems import CalendarError, Problem, listed
 
 Problems = Iterator[Problem]
 
@@ -38,6 +38,8 @@ class RuleContext:
     file: str
     process: Process | None = None
     template_problems: dict[str, list] = field(default_factory=dict)  # template -> its problems, checked once
+    memos: dict = field(default_factory=dict)  # values the rules derive once per definition (shared)
+    lines: dict = field(default_factory=dict)  # top-level key -> the line it is written on
 
     @property
     def in_subprocess(self) -> bool:
@@ -46,6 +48,16 @@ class RuleContext:
     def inside(self, process: Process) -> RuleContext:
         """The same context, checking ``process`` (the template cache is shared)."""
         return replace(self, process=process)
+
+    def memo(self, key: str, compute):
+        """``compute()``, once per definition (every process's context shares the answer)."""
+        if key not in self.memos:
+            self.memos[key] = compute()
+        return self.memos[key]
+
+    def process_line(self, proc: Process) -> int:
+        """The line a process starts on (the main one: its ``elements:``)."""
+        return proc.line or self.lines.get("elements") or self.definition.line
 
     def problem(self, e: Element | None, message: str, line: int | None = None) -> Problem:
         """A problem at ``e`` (at ``line`` inside it when given), or at the definition when no element."""
@@ -68,7 +80,7 @@ def collection_problems(ctx: RuleContext, e: Element | None, text: str, what: st
             yield ctx.problem(e, f"{what} '{text}' uses 'scope', which only exists inside a sub-process")
         if t.group is not None and t.group not in groups:
             yield ctx.problem(e, f"{what} '{text}': unknown registry group '{t.group}'; the registry "
-                                 f"has {', '.join(sorted(groups))}")
+                                 f"has {listed(sorted(groups))}")
 
 
 def template_problems(ctx: RuleContext, e: Element, name: str, line: int | None = None) -> Problems:
@@ -116,31 +128,37 @@ def element_ids_are_unique(proc: Process, ctx: RuleContext) -> Problems:
 
 
 def has_one_start_event(proc: Process, ctx: RuleContext) -> Problems:
+    """One startEvent; when there are more, each is named at its line."""
     starts = [e for e in proc.elements if e.type == "startEvent"]
-    if len(starts) != 1:
-        yield Problem(ctx.file, proc.line or ctx.definition.line, None,
-                      f"process '{proc.id}' needs exactly one startEvent, has {len(starts)}")
+    if not starts:
+        yield Problem(ctx.file, ctx.process_line(proc), None, f"process '{proc.id}' needs exactly one startEvent, has 0")
+        return
+    if len(starts) > 1:
+        where = listed(f"'{e.id}' (line {e.line})" for e in starts)
+        for e in starts:
+            yield ctx.problem(e, f"process '{proc.id}' has {len(starts)} startEvents ({where}): "
+                                 "a process starts at exactly one; keep one")
 
 
 def has_end_event(proc: Process, ctx: RuleContext) -> Problems:
     if not any(e.type == "endEvent" for e in proc.elements):
-        yield Problem(ctx.file, proc.line or ctx.definition.line, None, f"process '{proc.id}' has no endEvent")
+        yield Problem(ctx.file, ctx.process_line(proc), None, f"process '{proc.id}' has no endEvent")
 
 
 # --- every element ---------------------------------------------------------------------
 
 
 def next_targets_exist(e: Element, ctx: RuleContext) -> Problems:
-    ids = [x.id for x in ctx.process.elements]
     for target in e.targets():
-        if target not in ids:
-            yield ctx.problem(e, f"'{target}' is not an element of process '{ctx.process.id}' (known: {', '.join(ids)})")
+        if not ctx.process.has(target):
+            known = listed(ctx.memo(f"ids of {ctx.process.id}", lambda: [x.id for x in ctx.process.elements]))
+            yield ctx.problem(e, f"'{target}' is not an element of process '{ctx.process.id}' (known: {known})")
 
 
 def stage_is_declared(e: Element, ctx: RuleContext) -> Problems:
-    stage_ids = {s.id for s in ctx.definition.stages}
+    stage_ids = ctx.memo("stage_ids", lambda: {s.id for s in ctx.definition.stages})
     if e.stage and e.stage not in stage_ids:
-        yield ctx.problem(e, f"unknown stage '{e.stage}': declare it under stages ({', '.join(sorted(stage_ids))})")
+        yield ctx.problem(e, f"unknown stage '{e.stage}': declare it under stages ({listed(sorted(stage_ids))})")
 
 
 def task_has_stage(e: Element, ctx: RuleContext) -> Problems:
@@ -221,7 +239,7 @@ def user_task_has_form(e: Element, ctx: RuleContext) -> Problems:
     if not e.form:
         yield ctx.problem(e, "a userTask needs a 'form'")
     elif e.form not in ctx.forms:
-        yield ctx.problem(e, f"unknown form '{e.form}': forms are {', '.join(sorted(ctx.forms))}")
+        yield ctx.problem(e, f"unknown form '{e.form}': forms are {listed(sorted(ctx.forms))}")
 
 
 def user_task_has_units(e: Element, ctx: RuleContext) -> Problems:
@@ -262,9 +280,10 @@ def escalations_are_valid(e: Element, ctx: RuleContext) -> Problems:
 
 
 def calls_known_process(e: Element, ctx: RuleContext) -> Problems:
-    sub_ids = {p.id for p in ctx.definition.subprocesses}
+    sub_ids = ctx.memo("subprocess_ids", lambda: {p.id for p in ctx.definition.subprocesses})
     if e.process not in sub_ids:
-        yield ctx.problem(e, f"calls unknown process '{e.process}': sub-processes are {', '.join(sorted(sub_ids)) or 'none'}")
+        yield ctx.problem(e, f"calls unknown process '{e.process}': sub-processes are "
+                             f"{listed(sorted(sub_ids)) or 'none'}")
 
 
 def call_units_exist(e: Element, ctx: RuleContext) -> Problems:

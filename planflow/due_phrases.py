@@ -28,6 +28,9 @@ SPEC_HELP = (
 )
 DATE_HELP = "use DD/MM/YYYY (e.g. 10/12/2022) or YYYY-MM-DD (e.g. 2022-12-10)"
 OFFSET_HELP = "use +Nwd, -Nwd or an ISO 8601 duration such as P7D"
+MAX_WORKING_DAYS = 1000  # about four years of working days: an offset or a deadline beyond is a mistake
+MAX_DAYS = 3660  # ten years, for a duration
+YEARS = (1900, 2200)  # the years a date may fall in
 
 
 # --------------------------------------------------------------------------- offsets
@@ -73,6 +76,8 @@ def parse_offset(spec: str) -> Offset:
     m = _WD_RE.match(text)
     if m:
         n = int(m.group(2))
+        if n > MAX_WORKING_DAYS:
+            raise CalendarError(f"bad offset '{spec}': more than {MAX_WORKING_DAYS} working days")
         return Offset(spec=spec, working_days=-n if m.group(1) == "-" else n)
     m = _ISO_RE.match(text.upper())
     if not m:
@@ -87,7 +92,10 @@ def parse_offset(spec: str) -> Offset:
 
     months = int(y or 0) * 12 + int(mo or 0)
     days = int(w or 0) * 7 + int(d or 0)
-    elapsed = timedelta(hours=num(h), minutes=num(mi), seconds=num(s))
+    seconds = num(h) * 3600 + num(mi) * 60 + num(s)
+    if months * 30.5 + days + seconds / 86400 > MAX_DAYS:
+        raise CalendarError(f"bad offset '{spec}': longer than {MAX_DAYS // 366} years")
+    elapsed = timedelta(seconds=seconds)
     return Offset(spec=spec, months=sign * months, days=sign * days, time=sign * elapsed)
 
 
@@ -124,7 +132,7 @@ def parse_date(value: Any, *, context: str) -> date:
             f"bad date {value.isoformat()!r} in {context}: give a day, not a moment; {DATE_HELP}"
         )
     if isinstance(value, date):
-        return value
+        return _in_range(value, value, context)
     if isinstance(value, str):
         text = unicodedata.normalize("NFC", value).strip().lower()
         if text.startswith("ngày "):
@@ -133,12 +141,19 @@ def parse_date(value: Any, *, context: str) -> date:
             m = pat.match(text)
             if m:
                 try:
-                    return date(int(m["y"]), int(m["m"]), int(m["d"]))
+                    day = date(int(m["y"]), int(m["m"]), int(m["d"]))
                 except ValueError:
                     raise CalendarError(
                         f"bad date '{value}' in {context}: no such day; {DATE_HELP}"
                     ) from None
+                return _in_range(day, value, context)
     raise CalendarError(f"bad date {value!r} in {context}: {DATE_HELP}")
+
+
+def _in_range(day: date, value: Any, context: str) -> date:
+    if not YEARS[0] <= day.year <= YEARS[1]:
+        raise CalendarError(f"bad date '{value}' in {context}: the year must be between {YEARS[0]} and {YEARS[1]}")
+    return day
 
 
 class Due(NamedTuple):
@@ -203,6 +218,8 @@ def _normalize_phrase(text: str) -> str:
 def _positive(n: int, shown: str) -> int:
     if n < 1:
         raise CalendarError(f"deadline {shown}: the number of working days must be at least 1")
+    if n > MAX_WORKING_DAYS:
+        raise CalendarError(f"deadline {shown}: more than {MAX_WORKING_DAYS} working days")
     return n
 
 

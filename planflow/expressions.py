@@ -23,11 +23,18 @@ class ExpressionError(ValueError):
     pass
 
 
+MAX_CONDITION = 1000  # characters: a condition compares a few variables
+
+
 def compile_condition(text: str) -> ast.Expression:
+    if not isinstance(text, str) or len(text) > MAX_CONDITION:
+        raise ExpressionError(f"condition '{str(text)[:80]}…' is longer than {MAX_CONDITION} characters")
     try:
         tree = ast.parse(text, mode="eval")
-    except SyntaxError as exc:
-        raise ExpressionError(f"condition '{text}' is not an expression: {exc.msg}") from None
+    except (SyntaxError, ValueError) as exc:  # ValueError: a NUL character
+        raise ExpressionError(f"condition '{text[:200]}' is not an expression: {getattr(exc, 'msg', exc)}") from None
+    except (RecursionError, MemoryError):
+        raise ExpressionError(f"condition '{text[:80]}…' is nested too deeply") from None
     for node in ast.walk(tree):
         if not isinstance(node, _ALLOWED):
             raise ExpressionError(

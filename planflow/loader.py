@@ -1,19 +1,23 @@
 """Load a process definition (YAML) with its registry, forms and calendar, and validate it.
 
-Every problem names the file, the line and the element, and says what to change.
-Nothing is half-loaded: either ``load_plan`` returns a complete ``Plan`` or it raises
-``DefinitionError`` carrying every problem found.
+Every problem names the file, the line and the element (or unit, or criterion), and says
+what to change; a referenced file that cannot be read at all is named at the definition's
+line that refers to it. Nothing is half-loaded: either ``load_plan`` returns a complete
+``Plan`` or it raises ``DefinitionError`` carrying every problem found.
 
 Validation is a table of small named rules (``planflow.definition_rules``,
-``planflow.graph_rules``): the tables below are the one place that says which apply, and in
-which order; ``check_definition`` runs them.
+``planflow.time_rules``, ``planflow.graph_rules``; a registry's and a form's in
+``planflow.registry_rules``): the tables below are the one place that says which apply,
+and in which order; ``check_definition`` runs them. A rule that fails on odd input is a
+located problem too, never a traceback. Each rule is linear in what it looks at, so checking
+time grows with the size of the definition, not its square.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -28,10 +32,12 @@ from planflow.definition_rules import (
     send_task_has_template, stage_ids_are_unique, stage_is_declared, task_has_stage, user_task_has_form,
     user_task_has_units,
 )
-from planflow.graph_rules import every_element_is_reachable, joins_can_complete
+from planflow.graph_rules import every_element_is_reachable, every_loop_has_a_way_out, joins_can_complete
 from planflow.model import Definition, Element, Form, Process, Registry
-from planflow.problems import CalendarError, DefinitionError, Problem
-from planflow.yaml_reader import LINE_KEY, line_at, load_mapping, strip_lines
+from planflow.problems import CalendarError, CalendarFileError, DefinitionError, Problem
+from planflow.registry_rules import FORM_RULES, REGISTRY_RULES, Source, check
+from planflow.time_rules import due_is_after_the_start, start_timer_is_valid, timezone_exists
+from planflow.yaml_reader import LINE_KEY, display_path, line_at, line_of, load_mapping, strip_lines
 
 __all__ = ["DefinitionError", "Plan", "Problem", "check_definition", "load_form", "load_mapping", "load_plan",
            "load_registry"]
@@ -61,10 +67,10 @@ DefinitionRule = Callable[[RuleContext], Iterable[Problem]]
 ProcessRule = Callable[[Process, RuleContext], Iterable[Problem]]
 ElementRule = Callable[[Element, RuleContext], Iterable[Problem]]
 
-DEFINITION_RULES: list[DefinitionRule] = [stage_ids_are_unique, document_recipients_exist]
+DEFINITION_RULES: list[DefinitionRule] = [stage_ids_are_unique, document_recipients_exist, timezone_exists]
 PROCESS_RULES: list[ProcessRule] = [element_ids_are_unique, has_one_start_event, has_end_event]
 # the flow graph is walked only once nothing else is wrong
-GRAPH_RULES: list[ProcessRule] = [every_element_is_reachable, joins_can_complete]
+GRAPH_RULES: list[ProcessRule] = [every_element_is_reachable, every_loop_has_a_way_out, joins_can_complete]
 
 _FLOW = [next_targets_exist, stage_is_declared]
 _TASK = [task_has_stage, leads_somewhere, only_start_has_timer, no_timer_in_subprocess]
@@ -72,14 +78,15 @@ _NOT_TASK = [leads_somewhere, only_start_has_timer, no_timer_in_subprocess]
 _BOUNDARY = [only_user_task_has_boundary, boundaries_are_valid]
 
 ELEMENT_RULES: dict[str, list[ElementRule]] = {
-    "startEvent": [*_FLOW, leads_somewhere, no_timer_in_subprocess, *_BOUNDARY, only_gateway_has_conditions],
+    "startEvent": [*_FLOW, leads_somewhere, no_timer_in_subprocess, start_timer_is_valid, *_BOUNDARY,
+                   only_gateway_has_conditions],
     "endEvent": [*_FLOW, end_has_no_next, only_start_has_timer, no_timer_in_subprocess, *_BOUNDARY,
                  only_gateway_has_conditions],
     "serviceTask": [*_FLOW, *_TASK, handler_is_known, *_BOUNDARY, only_gateway_has_conditions],
     "sendTask": [*_FLOW, *_TASK, send_task_has_template, send_task_has_recipients, *_BOUNDARY,
                  only_gateway_has_conditions],
-    "userTask": [*_FLOW, *_TASK, user_task_has_form, user_task_has_units, due_is_readable, reminders_are_offsets,
-                 escalations_are_valid, boundaries_are_valid, only_gateway_has_conditions],
+    "userTask": [*_FLOW, *_TASK, user_task_has_form, user_task_has_units, due_is_readable, due_is_after_the_start,
+                 reminders_are_offsets, escalations_are_valid, boundaries_are_valid, only_gateway_has_conditions],
     "callActivity": [*_FLOW, *_TASK, *_BOUNDARY, calls_known_process, call_units_exist, only_gateway_has_conditions],
     "exclusiveGateway": [*_FLOW, *_NOT_TASK, *_BOUNDARY, gateway_has_default, gateway_has_conditions,
                          conditions_are_expressions, gateway_has_no_next],
@@ -90,15 +97,26 @@ ELEMENT_RULES: dict[str, list[ElementRule]] = {
 def check_definition(ctx: RuleContext) -> list[Problem]:
     """Every problem the rules find, in the order of the tables: the definition, then each
     process (main first) with its elements in file order, then its graph."""
-    problems = [p for rule in DEFINITION_RULES for p in rule(ctx)]
+    problems = [p for rule in DEFINITION_RULES for p in _run(rule, None, ctx)]
     for proc in [ctx.definition.main, *ctx.definition.subprocesses]:
         inside = ctx.inside(proc)
-        problems += [p for rule in PROCESS_RULES for p in rule(proc, inside)]
+        problems += [p for rule in PROCESS_RULES for p in _run(rule, None, proc, inside)]
         for e in proc.elements:
-            problems += [p for rule in ELEMENT_RULES[e.type] for p in rule(e, inside)]
+            problems += [p for rule in ELEMENT_RULES[e.type] for p in _run(rule, e, e, inside)]
         if not problems:
-            problems += [p for rule in GRAPH_RULES for p in rule(proc, inside)]
+            problems += [p for rule in GRAPH_RULES for p in _run(rule, None, proc, inside)]
     return problems
+
+
+def _run(rule, e: Element | None, *args) -> list[Problem]:
+    """A rule's problems; a rule that fails on what it was given says so at the element
+    (a located problem, not a traceback) so one odd input cannot hide the others."""
+    try:
+        return list(rule(*args))
+    except Exception as exc:  # noqa: BLE001 - any failure of a check is reported as a problem
+        ctx = args[-1]
+        return [ctx.problem(e, f"could not be checked ({rule.__name__}: {type(exc).__name__}: {exc}); "
+                               "correct what is odd here")]
 
 
 # --- loading ---------------------------------------------------------------------------
@@ -117,6 +135,8 @@ def _lines_to_fields(raw):
         for key in ("boundary", "escalations"):
             if isinstance(e.get(key), list):
                 out[key] = [with_line(b) for b in e[key]]
+        if isinstance(e.get("timer"), dict):
+            out["timer"] = with_line(e["timer"])
         return out
 
     def process(p):
@@ -135,7 +155,8 @@ def _lines_to_fields(raw):
     return data
 
 
-def _element_at(raw, loc) -> str | None:
+def _element_at(raw, loc, kind: str = "element") -> str | None:
+    """The id of the innermost element on the path ``loc`` (the code of a unit or criterion)."""
     node = raw
     found = None
     for key in loc:
@@ -143,12 +164,16 @@ def _element_at(raw, loc) -> str | None:
             node = node[key]
         except (KeyError, IndexError, TypeError):
             break
-        if isinstance(node, dict) and "type" in node and "id" in node:
+        if not isinstance(node, dict):
+            continue
+        if kind == "element" and "type" in node and "id" in node:
             found = node.get("id")
-    return found
+        elif kind != "element" and isinstance(node.get("code"), str):
+            found = node["code"]
+    return found if isinstance(found, str) else None
 
 
-def _pydantic_problems(exc: ValidationError, raw, file: str) -> list[Problem]:
+def _pydantic_problems(exc: ValidationError, raw, file: str, kind: str = "element") -> list[Problem]:
     problems = []
     for err in exc.errors():
         loc = tuple(err["loc"])
@@ -158,39 +183,75 @@ def _pydantic_problems(exc: ValidationError, raw, file: str) -> list[Problem]:
             msg = f"missing required field '{loc[-1]}'"
         else:
             msg = f"{'.'.join(str(x) for x in loc)}: {err['msg']}"
-        problems.append(Problem(file, line_at(raw, loc), _element_at(raw, loc), msg))
+        problems.append(Problem(file, line_at(raw, loc), _element_at(raw, loc, kind), msg, kind))
     return problems
 
 
-def _load_model(model, path: Path, what: str):
+def _load_model(model, path: Path, what: str, kind: str, rules: list):
+    """A registry or form read, validated by its model, then checked by its rules."""
     raw, file = load_mapping(path, what)
     try:
-        return model.model_validate(strip_lines(raw))
+        loaded = model.model_validate(strip_lines(raw))
     except ValidationError as exc:
-        raise DefinitionError(_pydantic_problems(exc, raw, file)) from None
+        raise DefinitionError(_pydantic_problems(exc, raw, file, kind)) from None
+    problems = check(loaded, Source(file, raw), rules)
+    if problems:
+        raise DefinitionError(problems)
+    return loaded
 
 
 def load_registry(path: Path) -> Registry:
-    return _load_model(Registry, path, "registry")
+    return _load_model(Registry, path, "registry", "unit", REGISTRY_RULES)
 
 
 def load_form(path: Path) -> Form:
-    return _load_model(Form, path, "form")
+    return _load_model(Form, path, "form", "criterion", FORM_RULES)
 
 
-def _load_forms(definition: Definition, base: Path, file: str, problems: list[Problem]) -> dict[str, Form]:
+def _load_forms(definition: Definition, base: Path, ref: _References, problems: list[Problem]) -> dict[str, Form]:
     forms = {}
     for form_id, rel in definition.forms.items():
-        try:
-            form = load_form(base / rel)
-        except DefinitionError as exc:
-            problems += exc.problems
+        form = ref.load(load_form, base / rel, ("forms", form_id), f"form '{form_id}'", problems)
+        if form is None:
             continue
         if form.id != form_id:
-            problems.append(Problem(file, definition.line, None,
+            problems.append(Problem(ref.file, ref.line("forms", form_id), None,
                                     f"form '{form_id}' points to {rel}, whose id is '{form.id}'"))
         forms[form_id] = form
     return forms
+
+
+@dataclass(frozen=True)
+class _References:
+    """The definition's raw mapping, to say a referenced file's problem at the line that names it."""
+
+    file: str
+    raw: dict
+
+    def line(self, *path) -> int:
+        return line_at(self.raw, path) or line_of(self.raw)
+
+    def load(self, load, target: Path, path: tuple, what: str, problems: list[Problem]):
+        """``load(target)``, or None with its problems added: a file that cannot be read at all
+        (no line in it) is said at the definition's line that names it."""
+        try:
+            return load(target)
+        except DefinitionError as exc:
+            for p in exc.problems:
+                said = p.message.removeprefix(f"{path[0].removesuffix('s')}: ")  # "registry: ", "form: "
+                problems.append(p if p.line else Problem(self.file, self.line(*path), None, f"{what} ({p.file}): {said}"))
+            return None
+
+    def calendar(self, definition: Definition, base: Path, problems: list[Problem]) -> BusinessCalendar | None:
+        try:
+            return BusinessCalendar.load(definition.calendar, base_dir=base)
+        except CalendarFileError as exc:  # a problem inside the calendar file: said there
+            problems += [replace(p, file=display_path(Path(p.file))) if p.line else
+                         Problem(self.file, self.line("calendar"), None, f"calendar '{definition.calendar}': {exc}")
+                         for p in exc.problems]
+        except (CalendarError, OSError) as exc:
+            problems.append(Problem(self.file, self.line("calendar"), None, f"calendar '{definition.calendar}': {exc}"))
+        return None
 
 
 def load_plan(path: str | Path) -> Plan:
@@ -202,22 +263,21 @@ def load_plan(path: str | Path) -> Plan:
         raise DefinitionError(_pydantic_problems(exc, raw, file)) from None
 
     base = path.resolve().parent
+    ref = _References(file, raw)
     problems: list[Problem] = []
-    registry = calendar = None
-    try:
-        registry = load_registry(base / definition.registry)
-    except DefinitionError as exc:
-        problems += exc.problems
-    forms = _load_forms(definition, base, file, problems)
-    try:
-        calendar = BusinessCalendar.load(definition.calendar, base_dir=base)
-    except (CalendarError, FileNotFoundError) as exc:
-        problems.append(Problem(file, definition.line, None, f"calendar '{definition.calendar}': {exc}"))
+    registry = ref.load(load_registry, base / definition.registry, ("registry",), "registry", problems)
+    forms = _load_forms(definition, base, ref, problems)
+    calendar = ref.calendar(definition, base, problems)
     template_dir = (base / definition.templates) if definition.templates else None
 
     if not problems:
-        problems += check_definition(RuleContext(definition, registry, forms, calendar, template_dir, file))
+        lines = getattr(raw, "key_lines", {})
+        problems += check_definition(RuleContext(definition, registry, forms, calendar, template_dir, file,
+                                                 lines=lines))
     if problems:
         raise DefinitionError(problems)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    except OSError as exc:  # the file went away while it was checked
+        raise DefinitionError([Problem(file, 0, None, f"definition: cannot be read: {exc.strerror}")]) from None
     return Plan(definition, registry, forms, calendar, path.resolve(), digest, template_dir)

@@ -7,9 +7,11 @@ the interpreter only ever sees these objects.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+import re
+from collections import Counter
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 ElementType = Literal[
     "startEvent",
@@ -25,6 +27,20 @@ ElementType = Literal[
 # what a serviceTask's ``handler`` may name (planflow.services holds the functions)
 SERVICE_HANDLERS = ("record", "aggregate")
 
+# ids and codes end up in keys, file names and URLs: letters, digits and - _ . only
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def _an_id(value: str) -> str:
+    if not ID_PATTERN.fullmatch(value):
+        shown = value if len(value) <= 60 else value[:60] + "…"
+        raise ValueError(f"'{shown}' is not an id: use letters, digits and - _ . (at most 100 characters, "
+                         "no spaces), e.g. so-noi-vu")
+    return value
+
+
+Id = Annotated[str, AfterValidator(_an_id)]
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -33,6 +49,7 @@ class _Model(BaseModel):
 class TimerStart(_Model):
     cron: str
     timezone: str | None = None
+    line: int = 0
 
 
 class Retry(_Model):
@@ -54,7 +71,7 @@ class Boundary(_Model):
     a non-interrupting one sends an extra token to ``next`` and the task goes on.
     """
 
-    id: str
+    id: Id
     after: str
     anchor: Literal["due", "start"] = "due"
     at: dt.time | None = None
@@ -71,7 +88,7 @@ class Escalation(_Model):
 
 
 class Element(_Model):
-    id: str
+    id: Id
     type: ElementType
     name: str | None = None
     stage: str | None = None
@@ -117,13 +134,17 @@ class Element(_Model):
 
 
 class Process(_Model):
-    id: str
+    id: Id
     name: str | None = None
     elements: list[Element]
     line: int = 0
 
     def element(self, element_id: str) -> Element:
         return self._index()[element_id]
+
+    def has(self, element_id: str) -> bool:
+        """Whether the process has an element of that id."""
+        return element_id in self._index()
 
     def _index(self) -> dict[str, Element]:
         cached = self.__dict__.get("_by_id")
@@ -138,11 +159,15 @@ class Process(_Model):
 
     def incoming(self, element_id: str) -> int:
         """How many flows lead into an element (a join waits for this many tokens)."""
-        return sum(e.targets().count(element_id) for e in self.elements)
+        counts = self.__dict__.get("_incoming")
+        if counts is None:
+            counts = Counter(t for e in self.elements for t in e.targets())
+            object.__setattr__(self, "_incoming", counts)
+        return counts[element_id]
 
 
 class Stage(_Model):
-    id: str
+    id: Id
     name: str
     line: int = 0
 
@@ -171,10 +196,10 @@ class Document(_Model):
 
 
 class Definition(_Model):
-    id: str
+    id: Id
     name: str
     version: int = 1
-    year: int
+    year: int = Field(ge=1900, le=2200)
     timezone: str = "Asia/Ho_Chi_Minh"
     calendar: str = "vn-civil-service"
     registry: str
@@ -209,7 +234,7 @@ class Definition(_Model):
 class Unit(_Model):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    code: str
+    code: Id
     name: str
     kind: str
     groups: list[str] = Field(default_factory=list)
@@ -229,7 +254,7 @@ class Unit(_Model):
 class Registry(_Model):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    id: str
+    id: Id
     name: str
     units: list[Unit]
 
@@ -259,14 +284,14 @@ class Registry(_Model):
 
 
 class Item(_Model):
-    code: str
+    code: Id
     title: str
     max: float
-    auto_from_workflow: str | None = None
+    auto_from_workflow: Literal["on_time"] | None = None  # scored by the engine: full marks when on time
 
 
 class Group(_Model):
-    code: str
+    code: Id
     title: str
     max: float
     plan_task: int | None = None
@@ -289,7 +314,7 @@ class Field_(_Model):
 class Form(_Model):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    id: str
+    id: Id
     kind: Literal["criteria", "fields"]
     title: str
     scale_max: float | None = None

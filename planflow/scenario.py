@@ -26,7 +26,7 @@ from pathlib import Path
 
 from planflow.model import Form
 from planflow.problems import DefinitionError, Problem
-from planflow.yaml_reader import LINE_KEY, load_mapping, strip_lines
+from planflow.yaml_reader import LINE_KEY, line_of, line_of_key, load_mapping, strip_lines
 
 
 @dataclass(frozen=True)
@@ -119,13 +119,18 @@ def load_scenario(path: str | Path, plan) -> Scenario:
     """Load and check a scenario against a plan; unknown units are refused by name."""
     path = Path(path)
     raw, file = load_mapping(path, "scenario")
-    problems: list[Problem] = [Problem(file, raw[LINE_KEY], None, f"unknown key '{k}' (keys: default, units, review)")
-                               for k in sorted(set(raw) - {*SCENARIO_KEYS, LINE_KEY})]
-    reader = _UnitPlans(file, raw.get(LINE_KEY, 0), next(f for f in plan.forms.values() if f.kind == "criteria"),
-                        problems)
-    default = reader.read(raw.get("default", {"submit": "on_time"}), "default") or UnitPlan("on_time")
+    problems: list[Problem] = [Problem(file, line_of_key(raw, k) or raw[LINE_KEY], None,
+                                       f"unknown key '{k}' (keys: default, units, review)")
+                               for k in sorted(set(raw) - {*SCENARIO_KEYS, LINE_KEY}, key=str)]
+    form = next((f for f in plan.forms.values() if f.kind == "criteria"), None)
+    if form is None:
+        raise DefinitionError([Problem(file, raw[LINE_KEY], None, "the plan has no criteria form: a scenario "
+                                       "gives scores on one")])
+    reader = _UnitPlans(file, raw[LINE_KEY], form, problems)
+    default = reader.read(raw.get("default", {"submit": "on_time"}), "default",
+                          line_of_key(raw, "default")) or UnitPlan("on_time")
     units = _unit_plans(raw, plan, reader)
-    review = _review(raw.get("review") or [], file, problems)
+    review = _review(raw, file, problems)
     if problems:
         raise DefinitionError(problems)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
@@ -137,21 +142,27 @@ class _UnitPlans:
     """Reads how a unit behaves (``default`` or one of ``units``), adding what is wrong to ``problems``."""
 
     file: str
-    line: int  # where a unit plan that is not a mapping is reported: the scenario's first line
+    line: int  # where a unit plan with no line of its own is reported: the scenario's first line
     form: Form  # the plan's criteria form: the scores a unit may be given
     problems: list[Problem]
 
-    def read(self, data, where: str) -> UnitPlan | None:
+    def read(self, data, where: str, line: int = 0) -> UnitPlan | None:
         if not isinstance(data, dict):
-            self.problems.append(Problem(self.file, self.line, None, f"{where}: expected a mapping"))
+            self.problems.append(Problem(self.file, line or self.line, None, f"{where}: expected a mapping "
+                                         "such as {submit: on_time}"))
             return None
-        line = data.get(LINE_KEY, 0)
+        line = data.get(LINE_KEY, 0) or line
         try:
             submit = _submit_value(data.get("submit", "on_time"), self.file, line, where)
         except DefinitionError as exc:
             self.problems.extend(exc.problems)
             return None
-        scores = strip_lines(data.get("scores") or {})
+        scores = data.get("scores") or {}
+        if not isinstance(scores, dict):
+            self.problems.append(Problem(self.file, line, None, f"{where}: scores must be a mapping of criterion "
+                                         "code to points, e.g. {g1.1: 5}"))
+            return None
+        scores = strip_lines(scores)
         self.problems.extend(self._score_problems(scores, line, where))
         return UnitPlan(submit=submit, scores=scores, expect=strip_lines(data.get("expect") or {}), line=line)
 
@@ -162,34 +173,51 @@ class _UnitPlans:
             if item is None or item.auto_from_workflow:
                 problems.append(Problem(self.file, line, None, f"{where}: '{code}' is not a criterion the unit "
                                         f"scores in form '{self.form.id}'"))
-            elif not isinstance(value, (int, float)) or not 0 <= value <= item.max:
+            elif isinstance(value, bool) or not isinstance(value, (int, float)):
+                problems.append(Problem(self.file, line, None, f"{where}: score {code}={value!r} is not a number"))
+            elif not 0 <= value <= item.max:
                 problems.append(Problem(self.file, line, None, f"{where}: score {code}={value} is outside "
                                         f"0–{item.max:g}"))
         return problems
 
 
 def _unit_plans(raw: dict, plan, reader: _UnitPlans) -> dict[str, UnitPlan]:
+    given = raw.get("units") or {}
+    if not isinstance(given, dict):
+        reader.problems.append(Problem(reader.file, line_of_key(raw, "units") or reader.line, None,
+                                       "units must be a mapping of unit code to behaviour, e.g. "
+                                       "so-y-te: {submit: never}"))
+        return {}
     units = {}
-    for code, data in (raw.get("units") or {}).items():
+    for code, data in given.items():
         if code == LINE_KEY:
             continue
-        line = data.get(LINE_KEY, raw["units"][LINE_KEY]) if isinstance(data, dict) else 0
-        if code not in plan.registry:
-            reader.problems.append(Problem(reader.file, line, None,
-                                           f"unknown unit '{code}': not in registry '{plan.registry.id}'"))
+        line = line_of_key(given, code) or given[LINE_KEY]
+        if not isinstance(code, str) or code not in plan.registry:
+            reader.problems.append(Problem(reader.file, line, str(code),
+                                           f"unknown unit '{code}': not in registry '{plan.registry.id}'", "unit"))
             continue
-        up = reader.read(data, f"unit '{code}'")
+        up = reader.read(data, f"unit '{code}'", line)
         if up:
             units[code] = up
     return units
 
 
-def _review(entries: list, file: str, problems: list[Problem]) -> list[Decision]:
+def _review(raw: dict, file: str, problems: list[Problem]) -> list[Decision]:
+    entries = raw.get("review") or []
+    if not isinstance(entries, list):
+        problems.append(Problem(file, line_of_key(raw, "review") or raw[LINE_KEY], None,
+                                "review must be a list of decisions, e.g. - {at: ..., decision: approve}"))
+        return []
     review = []
     for i, d in enumerate(entries):
-        line = d.get(LINE_KEY, 0) if isinstance(d, dict) else 0
+        line = line_of_key(entries, i) or line_of(d)
         if not isinstance(d, dict) or d.get("decision") not in ("approve", "return"):
             problems.append(Problem(file, line, None, f"review #{i + 1}: decision must be approve or return"))
+            continue
+        if d.get("at") is None:
+            problems.append(Problem(file, line, None, f"review #{i + 1}: 'at' is missing (an ISO 8601 datetime "
+                                    "with offset)"))
             continue
         try:
             at = _submit_value(str(d.get("at")), file, line, f"review #{i + 1}")
@@ -198,6 +226,9 @@ def _review(entries: list, file: str, problems: list[Problem]) -> list[Decision]
             continue
         if not isinstance(at, dt.datetime):
             problems.append(Problem(file, line, None, f"review #{i + 1}: 'at' must be a datetime"))
+            continue
+        if d.get("comment") is not None and not isinstance(d.get("comment"), str):
+            problems.append(Problem(file, line, None, f"review #{i + 1}: 'comment' must be text"))
             continue
         review.append(Decision(at=at, decision=d["decision"], comment=d.get("comment")))
     return review

@@ -7,25 +7,26 @@ a unique key, and inserts of such rows ignore conflicts.
 The engine writes ``INSERT``/``UPDATE ... RETURNING`` (one statement claims a whole batch),
 so SQLite must be 3.35 (2021) or newer (``MIN_SQLITE``, checked on ``sqlite3.sqlite_version``:
 ``connect`` refuses an older library with a clear error). PostgreSQL has had both for long.
+How a URL is opened, checked and shown (password masked): ``planflow.store_url``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-import sqlite3
+import sqlite3  # noqa: F401 - kept as store.sqlite3: tests patch the library's version through it
 
 from sqlalchemy import (
     select,
     JSON, Boolean, Column, Date, DateTime, Float, ForeignKey, Index, Integer, MetaData, String,
-    Table, Text, TypeDecorator, UniqueConstraint, create_engine, event,
+    Table, Text, TypeDecorator, UniqueConstraint,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+from planflow.store_url import MIN_SQLITE, StoreError, masked_url, open_store  # noqa: F401 - re-exported
 
 DEFAULT_URL = "sqlite:///out/planflow.db"
-MIN_SQLITE = (3, 35)  # UPDATE ... RETURNING
 
 
 class UTCDateTime(TypeDecorator):
@@ -219,21 +220,18 @@ def database_url(url: str | None = None) -> str:
 _ENGINES: dict[str, Engine] = {}
 
 
-def connect(url: str | None = None) -> Engine:
-    """The SQLAlchemy engine for ``url`` (one per process and URL), schema created."""
+def connect(url: str | None = None, *, create: bool = True) -> Engine:
+    """The SQLAlchemy engine for ``url`` (one per process and URL), its schema checked.
+
+    ``create=False`` opens an existing store only (what a command that reads does): a
+    missing file or a database without planflow's tables is a ``StoreError``, and nothing
+    is created. Every error shows the URL with its password masked.
+    """
     url = database_url(url)
-    if url not in _ENGINES:
-        try:
-            _ENGINES[url] = _create(url)
-        except (ArgumentError, NoSuchModuleError, OperationalError) as exc:
-            raise StoreError(f"cannot open the store '{url}': {str(exc).splitlines()[0]} "
-                             "(give a SQLAlchemy URL such as sqlite:///out/planflow.db or "
-                             "postgresql://user@host:5432/db)") from None
-    return _ENGINES[url]
-
-
-class StoreError(ValueError):
-    """The store's URL is wrong or its database cannot be reached."""
+    engine = _ENGINES.get(url)
+    if engine is None:
+        engine = _ENGINES[url] = open_store(url, metadata, create=create)
+    return engine
 
 
 def dispose(url: str) -> None:
@@ -241,43 +239,6 @@ def dispose(url: str) -> None:
     engine = _ENGINES.pop(url, None)
     if engine is not None:
         engine.dispose()
-
-
-def _create(url: str) -> Engine:
-    if url.startswith("sqlite") and sqlite3.sqlite_version_info < MIN_SQLITE:
-        raise StoreError(f"cannot open the store '{url}': SQLite {sqlite3.sqlite_version} is too old, "
-                         f"the engine needs {'.'.join(map(str, MIN_SQLITE))} or newer (UPDATE ... RETURNING)")
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    if url.startswith("sqlite:///"):
-        folder = os.path.dirname(url[len("sqlite:///"):])
-        if folder:
-            os.makedirs(folder, exist_ok=True)
-    engine = create_engine(url, future=True)
-    if engine.dialect.name == "sqlite":
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_connection, _record):
-            cur = dbapi_connection.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _begin(conn):
-            # take the write lock at BEGIN, so two writers queue instead of deadlocking
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-        _disable_pysqlite_begin(engine)
-    metadata.create_all(engine)
-    return engine
-
-
-def _disable_pysqlite_begin(engine: Engine) -> None:
-    @event.listens_for(engine, "connect")
-    def _no_autobegin(dbapi_connection, _record):
-        dbapi_connection.isolation_level = None
 
 
 _INSERT_IGNORE: dict[tuple[str, Table], object] = {}

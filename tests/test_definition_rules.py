@@ -188,3 +188,66 @@ def test_a_join_of_exclusive_branches_can_never_complete(main):
     assert p.element == "j" and "branches a, b leave exclusive gateway 'x'" in p.message
     assert graph_rules.split_of(proc, graph_rules.predecessors(proc), "a", "j") == ("x", "a")
     assert graph_rules.downstream(proc, "x") == {"a", "b", "j", "e"}
+
+
+def test_two_start_events_are_each_named_at_their_line(main):
+    proc = _process({"id": "s1", "type": "startEvent", "next": "e"}, {"id": "s2", "type": "startEvent", "next": "e"},
+                    {"id": "e", "type": "endEvent"})
+    found = list(rules.has_one_start_event(proc, main))
+    assert [(p.element, p.line) for p in found] == [("s1", 1), ("s2", 2)]
+    assert all("2 startEvents ('s1' (line 1), 's2' (line 2))" in p.message for p in found)
+
+
+def test_a_loop_with_no_way_out_is_named_once_at_its_first_element(main):
+    proc = _process({"id": "s", "type": "startEvent", "next": "a"},
+                    {"id": "a", "type": "serviceTask", "next": "g"},
+                    {"id": "g", "type": "exclusiveGateway", "conditions": [{"when": "x", "next": "a"}], "default": "b"},
+                    {"id": "b", "type": "serviceTask", "next": "a"},
+                    {"id": "e", "type": "endEvent"})
+    (p,) = graph_rules.every_loop_has_a_way_out(proc, main)
+    assert (p.element, p.line) == ("a", 2) and p.message.startswith("loop with no way out: a, g, b ")
+    # the same loop with a flow out of it is a loop, not a trap
+    out = _process({"id": "s", "type": "startEvent", "next": "a"}, {"id": "a", "type": "serviceTask", "next": "g"},
+                   {"id": "g", "type": "exclusiveGateway", "conditions": [{"when": "x", "next": "a"}], "default": "e"},
+                   {"id": "e", "type": "endEvent"})
+    assert list(graph_rules.every_loop_has_a_way_out(out, main)) == []
+    selfloop = _process({"id": "s", "type": "startEvent", "next": "a"}, {"id": "a", "type": "serviceTask", "next": "a"},
+                        {"id": "e", "type": "endEvent"})
+    assert [p.element for p in graph_rules.every_loop_has_a_way_out(selfloop, main)] == ["a"]
+
+
+def test_the_graph_of_a_long_process_is_walked_without_recursion(main):
+    n = 20_000
+    chain = [{"id": "s", "type": "startEvent", "next": "t0"}]
+    chain += [{"id": f"t{i}", "type": "serviceTask", "next": f"t{i + 1}" if i + 1 < n else "e"} for i in range(n)]
+    proc = _process(*chain, {"id": "e", "type": "endEvent"})
+    component = graph_rules.components(proc)
+    assert len(set(component.values())) == n + 2  # no loop: every element its own component
+    assert list(graph_rules.every_loop_has_a_way_out(proc, main)) == []
+    assert list(graph_rules.every_element_is_reachable(proc, main)) == []
+
+
+def test_a_start_timer_needs_a_real_cron_and_zone(main):
+    from planflow import time_rules
+
+    start = el(main, "start")
+    assert list(time_rules.start_timer_is_valid(start, main)) == []
+    for cron, tz, words in (("0 8 32 3 *", None, "Bad day-of-month"), ("0 8 15 3", None, "has 4 field(s)"),
+                            ("0 8 29 2 *", None, "does not fire in the plan's year 2022"),
+                            ("0 8 15 3 *", "Asia/Hanoi", "unknown time zone 'Asia/Hanoi'")):
+        timer = start.timer.model_copy(update={"cron": cron, "timezone": tz or start.timer.timezone, "line": 7})
+        (p,) = time_rules.start_timer_is_valid(start.model_copy(update={"timer": timer}), main)
+        assert (p.element, p.line) == ("start", 7) and words in p.message, p.message
+
+
+def test_a_fixed_deadline_falls_after_the_plan_starts(main, sub):
+    from planflow import time_rules
+
+    task = el(main, "department_self_evaluation")
+    assert list(time_rules.due_is_after_the_start(task, main)) == []
+    assert list(time_rules.due_is_after_the_start(el(main, "review"), main)) == []  # relative: after the start
+    (p,) = time_rules.due_is_after_the_start(task.model_copy(update={"due": {"before": "2022-03-15"}}), main)
+    assert p.element == "department_self_evaluation"
+    assert "due 14/03/2022 23:59 is before the plan's cycle starts (15/03/2022 08:00" in p.message
+    commune = el(sub, "commune_self_evaluation", due={"before": "2022-03-20", "offset": "-5wd"})
+    assert [p.element for p in time_rules.due_is_after_the_start(commune, sub)] == ["commune_self_evaluation"]

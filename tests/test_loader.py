@@ -186,7 +186,8 @@ BROKEN = [
         id="unknown-handler"),
     pytest.param(
         [("    handler: aggregate\n    next: report_upward\n", "    handler: aggregate\n    nxt: report_upward\n")],
-        "aggregate", "- id: aggregate ", ["unknown field 'nxt'"],
+        # a problem with one field points at that field's own line
+        "aggregate", "    nxt: report_upward", ["unknown field 'nxt'"],
         id="unknown-field-typo"),
 ]
 
@@ -238,8 +239,9 @@ def test_a_missing_registry_names_the_registry_file(write_variant):
     text = re.sub(r"registry: .*\n", "registry: registries/nowhere.yaml\n", text, count=1)
     path.write_text(text, encoding="utf-8")
     problems = refused(path)
-    assert any("nowhere.yaml" in p.file and "file not found" in p.message for p in problems), \
-        [str(p) for p in problems]
+    # a file that cannot be read at all is said at the definition's line that names it
+    assert [(p.file, p.line) for p in problems] == [(str(path), line_of(text, "registry: registries/nowhere.yaml"))]
+    assert "nowhere.yaml" in problems[0].message and "file not found" in problems[0].message
 
 
 def test_join_fed_from_downstream_of_itself_is_refused(write_variant):
@@ -293,3 +295,32 @@ def test_a_wrong_store_url_is_a_clear_error_not_a_traceback():
     assert done.returncode == 1
     assert "cannot open the store 'notaurl://x'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# --- the reader ------------------------------------------------------------------------
+
+
+def test_the_reader_gives_what_pyyaml_gives_for_every_shipped_file():
+    from planflow.yaml_reader import load_with_lines, strip_lines
+
+    for path in sorted((REPO / "definitions").rglob("*.yaml")):
+        assert strip_lines(load_with_lines(path)) == yaml.safe_load(path.read_text(encoding="utf-8")), path
+
+
+def test_merge_keys_are_not_keys_given_twice(tmp_path):
+    from planflow.yaml_reader import LINE_KEY, load_with_lines
+
+    path = tmp_path / "merge.yaml"
+    path.write_text("ladder: &ladder {after: +1wd, template: escalation-1}\n"
+                    "first:\n  <<: *ladder\n  after: +3wd\n"
+                    "both:\n  <<: [{a: 1, b: 1}, {b: 2, c: 2}]\n", encoding="utf-8")
+    data = load_with_lines(path)
+    assert data["first"] == {"after": "+3wd", "template": "escalation-1", LINE_KEY: 3}
+    assert {k: v for k, v in data["both"].items() if k != LINE_KEY} == {"a": 1, "b": 1, "c": 2}
+    assert data["first"].key_lines == {"after": 4, "template": 1}
+
+
+def test_a_problem_in_a_field_names_the_line_of_that_field(write_variant):
+    path, text = write_variant([("year: 2022\n", "year: twenty-two\n")])
+    (p,) = refused(path)
+    assert p.line == line_of(text, "year: twenty-two") and p.message.startswith("year:")
