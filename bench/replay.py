@@ -79,8 +79,8 @@ def replay(url: str, plan_path: Path = PLAN, scenario_path: Path = SCENARIO) -> 
     scenario = load_scenario(scenario_path, plan)
     engine = Engine(plan, connect(url))
     clock = first_start(plan)
-    root = engine.start("replay", clock)
-    assert engine.start("replay", clock) == root
+    root = engine.start("replay", clock, replay=True)
+    assert engine.start("replay", clock, replay=True) == root
     told: list[str] = []
     actions = EngineActions(engine, root)
     clock = asyncio.run(run_year(engine, scenario, root, clock, actions))

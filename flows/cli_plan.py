@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Optional
@@ -37,31 +39,62 @@ def simulate(
     out_dir: Path = typer.Option(Path("out"), "--out", help="where summary.json, report.md and the outbox go"),
     db: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the engine's store (default: sqlite in --out)"),
 ) -> None:
-    """Run a whole plan year in simulated time through Prefect (ephemeral API)."""
+    """Run a whole plan year in simulated time through Prefect (its own API server, unless
+    PREFECT_API_URL names one)."""
     from planflow import load_plan, load_scenario
-    from planflow.flows.runtime import prefect_defaults, private_prefect_home
+    from planflow.flows.runtime import ServerError, own_api_server, prefect_defaults, private_prefect_home
     from planflow.scenario import default_scenario
+    from planflow.simulation import SimulationStuck
 
     try:  # refuse a broken plan or scenario before anything is written
         plan = load_plan(definition)
         load_scenario(scenario or default_scenario(plan), plan)
     except user_errors() as exc:
         fail(exc)
-    if not os.environ.get("PREFECT_API_URL"):
+    make_out_dir(out_dir)
+    own_server = not os.environ.get("PREFECT_API_URL")
+    if own_server:
         private_prefect_home(out_dir / "prefect-home")
     prefect_defaults()
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from planflow.flows.simulate import run_simulation
-    from planflow.simulation import SimulationStuck
 
     started = time.monotonic()
     try:
-        result = asyncio.run(run_simulation(definition, scenario, out_dir, db_url(db, out_dir)))
-    except (*user_errors(), SimulationStuck) as exc:
+        with own_api_server() if own_server else contextlib.nullcontext():
+            from planflow.flows.simulate import run_simulation  # imports Prefect: after its API is set
+
+            result = asyncio.run(run_simulation(definition, scenario, out_dir, db_url(db, out_dir)))
+    except (*user_errors(), SimulationStuck, ServerError) as exc:
         fail(exc)
     _print_summary(result.summary)
     out.print(f"\nWrote {out_dir / 'summary.json'}, {out_dir / 'report.md'} and {out_dir / 'outbox'}/ "
               f"in {time.monotonic() - started:.1f} s.", highlight=False)
+
+
+def make_out_dir(out_dir: Path) -> None:
+    """Make ``--out`` (and the folders above it), or end with a clear error naming it,
+    leaving nothing behind, when the results cannot be written there."""
+    missing = []
+    path = out_dir
+    while not path.exists() and path.parent != path:
+        missing.append(path)
+        path = path.parent
+    if path.exists() and not path.is_dir():
+        fail(ValueError(f"--out {out_dir}: cannot write the results there: {path} is a file, not a folder"))
+    if not os.access(path, os.W_OK | os.X_OK):
+        fail(ValueError(f"--out {out_dir}: cannot write the results there: {path} is not writable"))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("summary.json", "report.md"):  # files a run replaces must be replaceable files
+            if (out_dir / name).is_dir() or ((out_dir / name).exists() and not os.access(out_dir / name, os.W_OK)):
+                raise PermissionError(f"{out_dir / name} cannot be replaced")
+        tempfile.TemporaryFile(dir=out_dir).close()
+    except OSError as exc:
+        for made in missing:  # the folders this made, deepest first
+            with contextlib.suppress(OSError):
+                made.rmdir()
+        where = f" ({exc.filename})" if exc.filename else ""
+        fail(ValueError(f"--out {out_dir}: cannot write the results there: {exc.strerror or exc}{where}"))
 
 
 def _print_summary(summary: dict) -> None:

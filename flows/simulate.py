@@ -3,9 +3,10 @@
 The clock jumps from one thing that happens to the next — a unit's submission from the
 scenario, a review decision, a timer the engine knows is due — instead of ticking through
 days. At each moment the stage flows record what people did and run the steps the engine
-made ready. The clock is saved after every moment, so a killed run started again with the
-same database carries on where it stopped; every step is idempotent, so nothing is
-recorded twice.
+made ready. The instance is a replay: every transition carries the moment it belongs to.
+The clock is saved before each moment is acted, so a killed run started again with the
+same database carries on at the moment where it stopped, and two runs at once take turns;
+every step is idempotent, so nothing is recorded twice.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from planflow import load_plan, load_scenario
+from planflow import load_plan, load_scenario, outbox
 from planflow.report import latest_markdown
 from planflow.scenario import default_scenario
 from planflow.simulation import first_start, run_year
 from planflow.summary import build_summary
-from planflow.flows.runtime import RunRef, engine_for
-from planflow.flows.stages import deadline_sweep, drive, stage_flow
+from planflow.flows.runtime import RunRef, engine_for, root_id
+from planflow.flows.stages import deadline_sweep, delivery_task, drive, stage_flow
 
 
 @dataclass
@@ -49,6 +50,10 @@ class PrefectActions:
 
     async def drive(self, clock: dt.datetime) -> None:
         await drive(self.ref, clock)
+        # letters a killed run queued at this moment but did not send: sent now, dated now
+        engine = engine_for(self.ref)
+        if outbox.deliverable(engine.db, instance_ids=engine.tree(root_id(self.ref)), limit=1):
+            delivery_task()(self.ref, clock)
 
 
 async def run_simulation(definition: Path, scenario_path: Path | None, out_dir: Path, db_url: str) -> Result:
@@ -57,14 +62,9 @@ async def run_simulation(definition: Path, scenario_path: Path | None, out_dir: 
     key = f"{plan.id}/{plan.definition.year}/simulation-{scenario.digest}"
     ref = RunRef(definition=str(plan.path), db_url=db_url, root_key=key, outbox_dir=str(out_dir / "outbox"))
     engine = engine_for(ref)
-    root = engine.instance_id(key)
-    if root is None:
-        clock = first_start(plan)
-        root = engine.start(key, clock, variables={})
-    else:
-        inst = engine.instance(root)
-        clock = inst.clock_at or inst.started_at
-
+    clock = first_start(plan)
+    # started once (a second run finds it); run_year carries on from the clock the store holds
+    root = engine.start(key, clock, variables={}, replay=True)
     await run_year(engine, scenario, root, clock, PrefectActions(ref, plan))
     summary = build_summary(engine, root)
     report = latest_markdown(engine, root)

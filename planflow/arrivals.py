@@ -5,6 +5,9 @@
 handler, inside the one transaction of that transition. Every handler has the same
 signature, ``(conn, plan, instance, process, element, token_id, as_of)``, and claims the
 token before it writes anything (``tokens.claim``), so running it twice changes nothing.
+``as_of`` is the moment the token arrived (its ``created_at``), never the clock of the
+process that happens to interpret it: a user task opens, and its due moment and ladder
+are reckoned, from when the token reached it.
 
 * ``startEvent``, ``exclusiveGateway``: pass through (the gateway to the first condition
   that holds on the instance's variables, else its default);
@@ -45,11 +48,14 @@ def on_parallel(conn, plan, inst, proc, element, token_id, as_of) -> None:
         return tokens.pass_through(conn, inst, element, token_id, as_of)
     if not tokens.claim(conn, token_id, "waiting", as_of):
         return
-    waiting = list(conn.scalars(select(s.tokens.c.id).where(
+    arrived = conn.execute(select(s.tokens.c.id, s.tokens.c.created_at).where(
         s.tokens.c.instance_id == inst.id, s.tokens.c.element_id == element.id,
-        s.tokens.c.status == "waiting").order_by(s.tokens.c.id).limit(needed)))
-    if len(waiting) < needed:
+        s.tokens.c.status == "waiting").order_by(s.tokens.c.id).limit(needed)).all()
+    if len(arrived) < needed:
         return
+    waiting = [token for token, _ in arrived]
+    last = max(created for _, created in arrived)
+    as_of = tokens.local(plan, last) if last > as_of else as_of  # the join is done when the last arrived
     conn.execute(update(s.tokens).where(s.tokens.c.id.in_(waiting))
                  .values(status="completed", completed_at=as_of))
     tokens.emit(conn, inst.id, f"join:{waiting[0]}", element.next, as_of)
@@ -96,7 +102,7 @@ def on_call(conn, plan, inst, proc, element, token_id, as_of) -> None:
     if not tokens.claim(conn, token_id, "waiting", as_of):
         return
     tokens.create_instances(conn, plan, [f"{inst.key}/{element.id}/{scope}" for scope in scopes],
-                            element.process, inst.id, token_id, scopes, as_of, {})
+                            element.process, inst.id, token_id, scopes, as_of, {}, replay=inst.replay)
 
 
 ON_ARRIVAL: dict[str, Callable] = {

@@ -12,7 +12,11 @@ modules named after what they are:
 
 Every transition runs in one transaction and claims its token with a conditional UPDATE,
 so a replay, a retry or a second worker changes nothing twice. Time is always passed in
-(``as_of``); the engine never reads a clock.
+(``as_of``); the engine never reads a clock. Each transition carries the moment it belongs
+to, whichever process runs it and whenever: a token arrives at its element at its
+``created_at``; in a replay (an instance started with ``replay=True``, on plan time) a
+service step completes at the moment it became ready and a boundary timer acts at its
+``fire_at``; a live instance stamps those with the caller's (real) clock.
 """
 
 from __future__ import annotations
@@ -47,11 +51,15 @@ class Engine:
 
     # --- instances -------------------------------------------------------------------
 
-    def start(self, key: str, as_of: dt.datetime, variables: dict | None = None) -> int:
-        """Start the plan's main process once per business ``key``; return its id."""
+    def start(self, key: str, as_of: dt.datetime, variables: dict | None = None, *, replay: bool = False) -> int:
+        """Start the plan's main process once per business ``key``; return its id.
+
+        ``replay``: the instance runs on plan time (a simulated or replayed year), so its
+        steps and timers are stamped with the moments they belong to, not the clock of
+        whoever runs them."""
         with self.db.begin() as conn:
             return tokens.create_instances(conn, self.plan, [key], self.plan.definition.id, None, None, [None],
-                                           as_of, variables or {})[0]
+                                           as_of, variables or {}, replay=replay)[0]
 
     def instance_id(self, key: str) -> int | None:
         with self.db.connect() as conn:
@@ -74,8 +82,12 @@ class Engine:
 
     # --- moving tokens ---------------------------------------------------------------
 
-    def advance(self, as_of: dt.datetime, root_id: int | None = None) -> int:
-        """Interpret every active token until each waits on units, a flow, a timer or a join."""
+    def advance(self, as_of: dt.datetime | None = None, root_id: int | None = None) -> int:
+        """Interpret every active token until each waits on units, a flow, a timer or a join.
+
+        Each token arrives at the moment it was created (the transition that made it stamped
+        it), not at the caller's ``as_of``: a run resumed or driven later writes the same
+        moments."""
         moved = 0
         while True:
             with self.db.connect() as conn:
@@ -83,12 +95,13 @@ class Engine:
             if not batch:
                 return moved
             with self.db.connect() as conn:
-                for token_id, iid, element_id, _process_id in batch:
+                for token_id, iid, element_id, _process_id, arrived_at in batch:
                     with conn.begin():  # one transaction per transition
                         inst = tokens.instance_row(conn, iid)
                         proc = self.plan.definition.process(inst.process_id)
                         element = proc.element(element_id)
-                        ON_ARRIVAL[element.type](conn, self.plan, inst, proc, element, token_id, as_of)
+                        ON_ARRIVAL[element.type](conn, self.plan, inst, proc, element, token_id,
+                                                 tokens.local(self.plan, arrived_at))
                     moved += 1
 
     def units(self, collection: str, scope_unit: str | None, as_of: dt.datetime) -> list[Unit]:
@@ -102,7 +115,7 @@ class Engine:
             rows = tokens.in_status(conn, self.plan, "ready", root_id).all()
         grouped: dict[tuple[str, str], list[int]] = {}
         stages: dict[tuple[str, str], str] = {}
-        for token_id, _iid, element_id, process_id in rows:
+        for token_id, _iid, element_id, process_id, _created_at in rows:
             el = self.plan.definition.process(process_id).element(element_id)
             if stage is not None and el.stage != stage:
                 continue
@@ -121,7 +134,9 @@ class Engine:
         """Run the service or send step each token waits on; return how many completed.
 
         Each token is one transaction: the handler's writes and the token's completion
-        commit together, so a retry after a failure redoes only what did not commit.
+        commit together, so a retry after a failure redoes only what did not commit. In a
+        replay the step completes at the moment it became ready, whatever ``as_of`` the
+        caller runs at; in a live instance at ``as_of`` (``tokens.moment_of``).
         """
         done = 0
         for token_id in token_ids:
@@ -133,13 +148,14 @@ class Engine:
                         continue
                     tok = conn.execute(select(s.tokens).where(s.tokens.c.id == token_id)).one()
                     inst = tokens.instance_row(conn, tok.instance_id)
+                    at = tokens.moment_of(self.plan, inst, tok.created_at, as_of)
                     element = self.plan.definition.process(inst.process_id).element(tok.element_id)
                     handler = HANDLERS["send" if element.type == "sendTask" else element.handler]
-                    handler(StepContext(self, conn, inst, element, tok, as_of))
-                    if not tokens.claim(conn, token_id, "completed", as_of, from_status="running"):
+                    handler(StepContext(self, conn, inst, element, tok, at))
+                    if not tokens.claim(conn, token_id, "completed", at, from_status="running"):
                         continue
-                    tokens.emit(conn, inst.id, str(token_id), element.next, as_of)
-                    audit.record(conn, as_of, inst.id, audit.ENGINE, "element.completed", element.id)
+                    tokens.emit(conn, inst.id, str(token_id), element.next, at)
+                    audit.record(conn, at, inst.id, audit.ENGINE, "element.completed", element.id)
                     done += 1
             except Exception as exc:
                 with self.db.begin() as conn:

@@ -4,20 +4,23 @@ What happens comes from the scenario (a unit's submission, a review decision) an
 engine (the next reminder, escalation or timer). At each moment the caller's ``Actions``
 record what people did, sweep what fell due and drive the steps that became ready:
 ``flows/simulate.py`` does it through Prefect flows, ``bench/replay.py`` on the engine
-alone. The clock is saved after every moment, so a run started again on the same store
-carries on where it stopped.
+alone. The instance is started as a replay (``Engine.start(..., replay=True)``): every
+transition carries the moment it belongs to. The clock is saved before each moment is
+acted, under the instance's lock, so a run started again on the same store (after a kill,
+or a second run at the same time) carries on at the moment where it stopped and writes
+what an uninterrupted run writes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Protocol
-from zoneinfo import ZoneInfo
 
-from cronsim import CronSim
 from sqlalchemy import select
 
+from planflow import instance_lock
 from planflow import store as s
+from planflow.deadlines import cycle_start
 from planflow.interpreter import Engine
 from planflow.submissions import Submission
 from planflow.summary import review_rounds
@@ -37,12 +40,7 @@ class Actions(Protocol):
 
 def first_start(plan) -> dt.datetime:
     """When the plan year's cycle starts: the first firing of the start timer in that year."""
-    start = plan.definition.main.start
-    tz = ZoneInfo((start.timer and start.timer.timezone) or plan.definition.timezone)
-    if start.timer is None:
-        return dt.datetime(plan.definition.year, 1, 2, 8, tzinfo=tz)
-    origin = dt.datetime(plan.definition.year, 1, 1)
-    return next(CronSim(start.timer.cron, origin)).replace(tzinfo=tz)
+    return cycle_start(plan.definition)
 
 
 def planned(engine: Engine, scenario, root: int, clock: dt.datetime):
@@ -75,30 +73,56 @@ def planned(engine: Engine, scenario, root: int, clock: dt.datetime):
 
 
 async def run_year(engine: Engine, scenario, root: int, clock: dt.datetime, actions: Actions) -> dt.datetime:
-    """Run the instance to its end; return the clock it ended at."""
-    plan = engine.plan
+    """Run the instance to its end; return the clock it ended at.
+
+    Each moment is acted under the instance's lock (``instance_lock``), from the clock the
+    store holds: the moment is saved before it is acted, so a run killed in the middle of
+    it and started again acts it again (each action is idempotent) instead of finishing
+    its steps at the moment before; two runs at once take turns on one timeline.
+    """
+    key = engine.instance(root).key
     for _ in range(100_000):
-        due_now, _ = planned(engine, scenario, root, clock)
-        by_stage: dict[str, list[Submission]] = {}
-        for stage, sub in due_now:
-            by_stage.setdefault(stage, []).append(sub)
-        for stage in plan.definition.stages:
-            if stage.id in by_stage:
-                await actions.record(stage.id, by_stage[stage.id], clock)
-        next_deadline = engine.next_deadline_at(root)
-        if next_deadline is not None and next_deadline <= clock:
-            await actions.sweep(clock)
-        await actions.drive(clock)
-        engine.set_clock(root, clock)
-        if engine.instance(root).status == "completed":
-            return clock
-        due_now, next_submission = planned(engine, scenario, root, clock)
-        if due_now:
-            continue
-        candidates = [t for t in (next_submission, engine.next_deadline_at(root)) if t is not None]
-        if not candidates:
-            raise SimulationStuck(
-                f"the plan cannot move on after {clock.isoformat()}: nothing is planned and no timer is due "
-                "(a unit never submits to a task with no closing timer?)")
-        clock = max(min(candidates), clock)
+        async with instance_lock.held(engine.db, key):
+            inst = engine.instance(root)
+            if inst.clock_at is not None and inst.clock_at > clock:
+                clock = inst.clock_at.astimezone(clock.tzinfo)
+            if inst.status == "completed":
+                return clock
+            if inst.clock_at != clock:
+                engine.set_clock(root, clock)
+            await _act(engine, scenario, root, clock, actions)
+            if engine.instance(root).status == "completed":
+                return clock
+            clock = _next_moment(engine, scenario, root, clock)
+            engine.set_clock(root, clock)
     raise SimulationStuck("the simulation did not end after 100 000 moments")
+
+
+async def _act(engine: Engine, scenario, root: int, clock: dt.datetime, actions: Actions) -> None:
+    """One moment: record what people did then (stage by stage, in plan order), sweep
+    what fell due, drive the steps that became ready."""
+    due_now, _ = planned(engine, scenario, root, clock)
+    by_stage: dict[str, list[Submission]] = {}
+    for stage, sub in due_now:
+        by_stage.setdefault(stage, []).append(sub)
+    for stage in engine.plan.definition.stages:
+        if stage.id in by_stage:
+            await actions.record(stage.id, by_stage[stage.id], clock)
+    next_deadline = engine.next_deadline_at(root)
+    if next_deadline is not None and next_deadline <= clock:
+        await actions.sweep(clock)
+    await actions.drive(clock)
+
+
+def _next_moment(engine: Engine, scenario, root: int, clock: dt.datetime) -> dt.datetime:
+    """The next moment something happens: ``clock`` again while people still act now,
+    else the next planned submission or deadline."""
+    due_now, next_submission = planned(engine, scenario, root, clock)
+    if due_now:
+        return clock
+    candidates = [t for t in (next_submission, engine.next_deadline_at(root)) if t is not None]
+    if not candidates:
+        raise SimulationStuck(
+            f"the plan cannot move on after {clock.isoformat()}: nothing is planned and no timer is due "
+            "(a unit never submits to a task with no closing timer?)")
+    return max(min(candidates), clock).astimezone(clock.tzinfo)  # the caller's time zone throughout

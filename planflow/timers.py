@@ -5,7 +5,9 @@ shifted on the business calendar (``after``, ``at``). An *interrupting* timer cl
 task: the units that did not submit are marked ``missing`` (not reported) and the token
 moves on (to the timer's ``next``, or the task's). A non-interrupting one starts a token
 on its ``next`` and leaves the task open. A timer whose task completed first is cancelled
-(``tokens.finish_waiting``).
+(``tokens.finish_waiting``). In a replay a timer acts at its ``fire_at``, whenever a sweep
+finds it due (a sweep resumed or run late writes the moment the timer belongs to); in a
+live instance at the sweep's clock.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ def fire_due(db, plan, as_of: dt.datetime, root_id: int | None = None) -> int:
     """Fire every boundary timer due at ``as_of``, each in its own transaction; each fires
     once, whoever calls. Returns how many this call fired."""
     with db.connect() as conn:
-        q = (select(s.timers.c.id, s.timers.c.token_id, s.timers.c.boundary_id, s.tokens.c.instance_id)
+        q = (select(s.timers.c.id, s.timers.c.token_id, s.timers.c.boundary_id, s.tokens.c.instance_id,
+                    s.timers.c.fire_at)
              .join(s.tokens, s.tokens.c.id == s.timers.c.token_id)
              .where(s.timers.c.fired_at.is_(None), s.timers.c.cancelled.is_(False),
                     s.timers.c.fire_at <= as_of, s.tokens.c.status == "waiting")
@@ -64,12 +67,13 @@ def fire_due(db, plan, as_of: dt.datetime, root_id: int | None = None) -> int:
 
 def _fire(conn, plan, timer, as_of: dt.datetime) -> bool:
     """Claim one timer and act on its task; False when another caller fired it first."""
-    timer_id, token_id, boundary_id, iid = timer
+    timer_id, token_id, boundary_id, iid, fire_at = timer
+    inst = conn.execute(select(s.instances).where(s.instances.c.id == iid)).one()
+    as_of = tokens.local(plan, fire_at) if inst.replay else as_of
     claimed = conn.execute(update(s.timers).where(s.timers.c.id == timer_id, s.timers.c.fired_at.is_(None))
                            .values(fired_at=as_of)).rowcount
     if not claimed:
         return False
-    inst = conn.execute(select(s.instances).where(s.instances.c.id == iid)).one()
     element_id = conn.scalar(select(s.tokens.c.element_id).where(s.tokens.c.id == token_id))
     element = plan.definition.process(inst.process_id).element(element_id)
     boundary = next(b for b in element.boundary if b.id == boundary_id)

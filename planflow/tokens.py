@@ -9,6 +9,12 @@ Every function here runs inside the caller's transaction. A move first *claims* 
 with a conditional UPDATE (``claim``), so a replay, a retry or a second worker changes
 nothing twice; rows that could be written twice (instances, tokens) have unique keys and
 are inserted with ``store.insert_ignore``.
+
+Every move is stamped with the moment it belongs to, not with the clock of whoever runs
+it: a token arrives at its element at its ``created_at``, a join at the latest arrival, a
+call activity moves on when the last of its sub-processes ended, a step of a replay
+completes at the moment it became ready (``moment_of``). So a resumed, late or concurrent
+run writes the moments an uninterrupted one writes.
 """
 
 from __future__ import annotations
@@ -35,6 +41,21 @@ _OPEN_TOKENS = select(func.count()).select_from(s.tokens).where(
 _SIBLINGS_LEFT = select(or_(
     exists().where(s.instances.c.parent_token_id == bindparam("_ptid"), s.instances.c.status < "completed"),
     exists().where(s.instances.c.parent_token_id == bindparam("_ptid"), s.instances.c.status > "completed")))
+_LAST_SIBLING_END = select(func.max(s.instances.c.ended_at)).where(s.instances.c.parent_token_id == bindparam("_ptid"))
+
+
+def local(plan, moment):
+    """A moment read from the store (UTC) in the plan's time zone, as callers pass theirs."""
+    return moment.astimezone(plan.calendar.tz)
+
+
+def moment_of(plan, inst, created_at, as_of):
+    """The moment a step that a token waited on completes: in a replay (the instance runs on
+    plan time) the moment it became ready, whoever runs it and whenever; in a live
+    instance the caller's clock, never before the step became ready."""
+    if inst.replay or created_at > as_of:
+        return local(plan, created_at)
+    return as_of
 
 
 # --- instances -------------------------------------------------------------------------
@@ -45,15 +66,18 @@ def instance_row(conn, iid: int):
 
 
 def create_instances(conn, plan, keys: list[str], process_id: str, parent_id, parent_token_id,
-                     scope_units: list, as_of, variables: dict) -> list[int]:
+                     scope_units: list, as_of, variables: dict, replay: bool = False) -> list[int]:
     """One instance of ``process_id`` per key, each with its start token; a key started
     before is left as it is. The same rows, in the same order, as one key at a time, in
-    three statements (plus one to look up keys started before)."""
+    three statements (plus one to look up keys started before). ``replay``: the instances
+    run on plan time (``store.instances.c.replay``; a sub-process inherits its parent's), a
+    plan instance's clock starting at ``as_of``."""
     created = {key: iid for iid, key in conn.execute(
         s.insert_ignore(conn, s.instances).returning(s.instances.c.id, s.instances.c.key),
         [dict(key=key, definition_id=plan.id, definition_digest=plan.digest,
               process_id=process_id, parent_id=parent_id, parent_token_id=parent_token_id,
-              scope_unit=scope_unit, status="running", started_at=as_of, variables=variables)
+              scope_unit=scope_unit, status="running", started_at=as_of, replay=replay,
+              clock_at=as_of if replay and parent_id is None else None, variables=variables)
          for key, scope_unit in zip(keys, scope_units)])}
     before = [key for key in keys if key not in created]  # started before: nothing to do again
     known = {}
@@ -84,16 +108,21 @@ def end_instance(conn, plan, inst, as_of) -> None:
     audit.record(conn, as_of, inst.id, audit.ENGINE, "instance.completed")
     if inst.parent_token_id is not None:
         if not conn.scalar(_SIBLINGS_LEFT, {"_ptid": inst.parent_token_id}):
-            finish_waiting(conn, plan, inst.parent_id, inst.parent_token_id, as_of)
+            # the call activity moves on when the last of its sub-processes ended, whichever
+            # of them happens to be interpreted last
+            last = conn.scalar(_LAST_SIBLING_END, {"_ptid": inst.parent_token_id})
+            at = local(plan, last) if last is not None and last > as_of else as_of
+            finish_waiting(conn, plan, inst.parent_id, inst.parent_token_id, at)
 
 
 # --- tokens ----------------------------------------------------------------------------
 
 
 def in_status(conn, plan, status: str, root_id: int | None):
-    """(id, instance_id, element_id, process_id) of the plan's tokens in ``status``, oldest
-    first; only those of the instance tree under ``root_id`` when it is given."""
-    q = (select(s.tokens.c.id, s.tokens.c.instance_id, s.tokens.c.element_id, s.instances.c.process_id)
+    """(id, instance_id, element_id, process_id, created_at) of the plan's tokens in
+    ``status``, oldest first; only those of the instance tree under ``root_id`` when it is given."""
+    q = (select(s.tokens.c.id, s.tokens.c.instance_id, s.tokens.c.element_id, s.instances.c.process_id,
+                s.tokens.c.created_at)
          .join(s.instances, s.instances.c.id == s.tokens.c.instance_id)
          .where(s.tokens.c.status == status, s.instances.c.definition_id == plan.id)
          .order_by(s.tokens.c.id))

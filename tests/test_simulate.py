@@ -218,6 +218,123 @@ def test_killed_run_resumes_to_the_same_summary(reference, tmp_path):
     assert len(list((out / "outbox").glob("*.eml"))) == ref["notifications"]["sent"]
 
 
+# --- killed, resumed, run twice at once: the same record ---------------------------------
+
+
+def _letters(out: Path) -> list:
+    """Every letter as a recipient reads it (headers and plain body), in a canonical order;
+    file names and Message-IDs are left out: they carry row ids, which two processes
+    inserting at once (or a killed transaction) number differently."""
+    letters = []
+    for p in (out / "outbox").glob("*.eml"):
+        m = email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+        letters.append((m["Subject"], m["From"], m["To"], m["Date"], m.get_body(("plain",)).get_content()))
+    return sorted(letters)
+
+
+def _store_count(db, sql: str) -> int:
+    from sqlalchemy import text
+
+    try:
+        with db.connect() as conn:
+            return conn.scalar(text(sql)) or 0
+    except Exception:  # noqa: BLE001 - the tables are not there yet
+        return 0
+
+
+def _completed_before_created(db) -> list:
+    """Tokens, work items, timers or instances whose end comes before their beginning."""
+    from sqlalchemy import text
+
+    queries = [
+        "select id, element_id from tokens where completed_at < created_at",
+        "select w.id, w.unit_code from work_items w join submissions s on s.work_item_id = w.id "
+        "where s.recorded_at < w.opened_at",
+        "select t.id, t.boundary_id from timers t join tokens k on k.id = t.token_id where t.fired_at < k.created_at",
+        "select id, key from instances where ended_at < started_at",
+    ]
+    with db.connect() as conn:
+        return [tuple(r) for q in queries for r in conn.execute(text(q))]
+
+
+def _simulate_cmd(out: Path, db_url: str) -> list[str]:
+    return [sys.executable, "-m", "planflow.flows.cli", "simulate", str(PLAN), "--scenario", str(SCENARIO),
+            "--out", str(out), "--db", db_url]
+
+
+def _harness_env() -> dict:
+    """The session's Prefect API for the child processes: no server started per run."""
+    from prefect.settings import PREFECT_API_URL
+
+    return {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+
+
+def _same_as_reference(reference, out: Path, db) -> None:
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary == reference[0].summary  # field by field, timestamps included
+    assert (out / "report.md").read_text(encoding="utf-8") == (reference[1] / "report.md").read_text(encoding="utf-8")
+    assert _letters(out) == _letters(reference[1])
+    assert _completed_before_created(db) == []
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_killed_at_random_moments_on_postgresql_the_rerun_writes_what_one_run_writes(reference, tmp_path, db_url):
+    import random
+
+    from planflow import store
+
+    db = store.connect(db_url)
+    seed = random.randrange(1 << 30)
+    # kill -9 twice, when the store's audit has reached a random count (a year writes ~790
+    # rows), each run carrying on the one before; the third run finishes
+    kills = sorted(random.Random(seed).sample(range(5, 600), 2))
+    out = tmp_path / "out"
+    for at_rows in kills:
+        proc = subprocess.Popen(_simulate_cmd(out, db_url), env=_harness_env(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 120
+            while proc.poll() is None and time.monotonic() < deadline:
+                if _store_count(db, "select count(*) from audit") >= at_rows:
+                    break
+                time.sleep(0.05)
+            assert proc.poll() is None, f"seed {seed}: simulate ended before {at_rows} audit rows: " \
+                                        f"{proc.stderr.read()!r}"
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.stderr.close()
+        assert _completed_before_created(db) == [], f"seed {seed}, killed at {at_rows} audit rows"
+    assert not (out / "summary.json").exists()
+
+    done = subprocess.run(_simulate_cmd(out, db_url), env=_harness_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    try:
+        _same_as_reference(reference, out, store.connect(db_url))
+    except AssertionError as exc:
+        raise AssertionError(f"seed {seed}, killed at {kills} audit rows: {exc}") from exc
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_two_simulate_processes_at_once_on_one_store_write_what_one_writes(reference, tmp_path, db_url):
+    from planflow import store
+
+    out = tmp_path / "out"
+    procs = [subprocess.Popen(_simulate_cmd(out, db_url), env=_harness_env(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        errs = [p.communicate(timeout=300)[1] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [0, 0], errs
+    _same_as_reference(reference, out, store.connect(db_url))
+
+
 def test_scenario_naming_an_unknown_unit_is_refused_before_anything_runs(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("default: {submit: on_time}\nunits:\n  so-tu-phap: {submit: never}\n"
@@ -230,3 +347,93 @@ def test_scenario_naming_an_unknown_unit_is_refused_before_anything_runs(tmp_pat
     assert "so-khong-ton-tai" in done.stderr and "bad.yaml:4" in done.stderr
     assert "Traceback" not in done.stderr
     assert not db.exists() and not (tmp_path / "out").exists()
+
+
+# --- its own Prefect server, and where it may write ----------------------------------------
+
+
+def _descendants(pid: int) -> set[int]:
+    """The live processes below ``pid`` (from /proc), zombies left out."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel ties the server to simulate on Linux")
+def test_after_kill_9_of_simulate_no_process_of_it_stays_behind(tmp_path):
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_HOME")}
+    proc = subprocess.Popen([sys.executable, "-m", "planflow.flows.cli", "simulate", str(PLAN), "--scenario",
+                             str(SCENARIO), "--out", str(out)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    children: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        # in the middle of the year: its own server up, the flows recording (audit rows)
+        while proc.poll() is None and time.monotonic() < deadline:
+            if (out / "planflow.db").exists():
+                try:
+                    if _count(out / "planflow.db", "audit") > 20:
+                        break
+                except sqlite3.OperationalError:
+                    pass
+            time.sleep(0.2)
+        assert proc.poll() is None, f"simulate ended before it could be killed: {proc.stderr.read()!r}"
+        children = _descendants(proc.pid)
+        assert children, "simulate runs its Prefect API server as a child"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        deadline = time.monotonic() + 10
+        while any(_alive(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [c for c in children if _alive(c)]
+        assert left == [], [Path(f"/proc/{c}/cmdline").read_bytes() for c in left]
+    finally:
+        for pid in [proc.pid, *children]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        proc.stderr.close()
+
+
+def _unwritable_places(tmp_path: Path) -> list[tuple[Path, Path]]:
+    """(an --out simulate cannot write to, the folder to watch for anything written)."""
+    a_file = tmp_path / "a-file.txt"
+    a_file.write_text("not a folder\n", encoding="utf-8")
+    places = [(a_file, tmp_path), (a_file / "out", tmp_path)]
+    if os.geteuid() != 0:
+        read_only = tmp_path / "read-only"
+        read_only.mkdir(mode=0o555)
+        places.append((read_only / "out", read_only))
+    elif Path("/sys").is_dir():  # root writes through permissions: take a folder no one can write in
+        places.append((Path("/sys/planflow-out/out"), tmp_path))
+    return places
+
+
+def test_an_unwritable_out_is_a_clear_error_and_nothing_is_written(tmp_path):
+    for out, watched in _unwritable_places(tmp_path):
+        before = sorted(watched.rglob("*"))
+        done = subprocess.run([sys.executable, "-m", "planflow.flows.cli", "simulate", str(PLAN),
+                               "--out", str(out)], capture_output=True, text=True, timeout=120,
+                              env={k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"})
+        assert done.returncode == 1, (out, done.stdout, done.stderr)
+        assert f"--out {out}" in done.stderr and "cannot write" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+        assert sorted(watched.rglob("*")) == before, out  # no folder, store or file made
+        assert out.is_file() or not out.exists()
