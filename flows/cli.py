@@ -9,6 +9,7 @@ import sys
 # importing them registers their commands, in this order in `planflow --help`
 from planflow.flows import cli_plan  # noqa: F401, I001
 from planflow.flows import cli_operate  # noqa: F401, I001
+from planflow.flows import cli_start  # noqa: F401, I001
 from planflow.flows.cli_common import app
 
 __all__ = ["app", "main"]

@@ -121,18 +121,36 @@ def stage_flow(stage) -> callable:
 def sweep_due(ref: RunRef, as_of: dt.datetime) -> list[dict]:
     notices = engine_for(ref).sweep(as_of, root_id=root_id(ref))
     return [{"unit": n.unit, "element": n.element, "kind": n.kind, "level": n.level,
-             "at": n.at.isoformat(), "due": n.due.isoformat()} for n in notices]
+             "at": n.at.isoformat(), "due": n.due.isoformat(),
+             "superseded": [{"kind": kind, "level": level} for kind, level in n.superseded]} for n in notices]
+
+
+def log_sweep(logger, notices: list[dict], as_of: dt.datetime, tz) -> None:
+    """Say in the run's log what the sweep recorded and, when it came late, how many lower
+    rungs it did not send because a higher one of the same unit was due too."""
+    when = short_datetime(as_of, tz)
+    superseded = sum(len(n["superseded"]) for n in notices)
+    logger.info("Quét hạn lúc %s: %d nhắc nhở, đôn đốc được ghi nhận / sweep at %s: %d recorded",
+                when, len(notices), as_of.isoformat(), len(notices))
+    if superseded:
+        units = sum(1 for n in notices if n["superseded"])
+        logger.warning(
+            "Quét hạn lúc %s: %d bậc nhắc nhở, đôn đốc đã quá hạn của %d đơn vị được thay bằng bậc cao nhất "
+            "đến hạn, không gửi / %d rung(s) of %d unit(s) superseded by the highest rung due, not sent "
+            "(audit: unit.superseded)", when, superseded, units, superseded, units)
 
 
 @flow(name="deadline-sweep", description="Đến hạn: nhắc nhở, đôn đốc theo cấp, đóng nhận báo cáo.")
 async def deadline_sweep(ref: RunRef, as_of: dt.datetime) -> int:
-    """Record every reminder and escalation due at ``as_of`` once, close what must close.
+    """Record the highest reminder or escalation due at ``as_of`` for each unit once (a late
+    sweep supersedes the lower rungs: audited and logged, not sent), close what must close.
 
     Each escalation becomes a ``planflow.unit.overdue`` event (for automations) and a row
     of the ``overdue-units`` table artifact that operators see in the Prefect UI.
     """
     notices = sweep_due(ref, as_of)
     engine = engine_for(ref)
+    log_sweep(get_run_logger(), notices, as_of, engine.plan.calendar.tz)
     escalations = [n for n in notices if n["kind"] == "escalation"]
     for n in escalations:
         unit = engine.plan.registry.get(n["unit"])

@@ -6,12 +6,18 @@ unit, an ordered ladder of rungs (``Rung``). Each open work item remembers how m
 it has passed (``ladder_step``) and when the next falls due (``next_notice_at``, indexed),
 so a sweep reads only what is due — its cost grows with that, not with all open work.
 
-A sweep (``sweep``) records each rung that fell due for a unit once — a ``Chase``, a row of
+A sweep (``sweep``) records the rung that fell due for a unit once — a ``Chase``, a row of
 the ``chases`` table, unique per work item, kind and level — and queues its letters in the
 same transaction (``letters.rows_for_chases`` builds them): reminders to the unit; at each
 escalation level an overdue notice to the unit (``unit.head``) and one letter per higher
 body listing every unit that reached that level. A submission (late included) stops the
 ladder; nobody is chased on a day off, since rungs fall on working days at office opening.
+
+A sweep run at each rung's moment (the daily schedule at office opening, ``simulate``)
+finds one rung due per unit. A late sweep (the first one after an outage, a replay started
+in December) can find several: only the highest is recorded and sent — a unit is not sent
+three levels of letters at once — and the rungs it passed over are written to the audit
+log as ``unit.superseded`` (and counted in ``Chase.superseded``), never sent later.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ class Chase:
     level: int
     at: dt.datetime
     due: dt.datetime
+    # the lower rungs, fallen due too, that this one stood in for: (kind, level), not sent
+    superseded: tuple[tuple[str, int], ...] = ()
 
 
 def rungs(plan, element, due_at: dt.datetime) -> list[Rung]:
@@ -89,8 +97,43 @@ def next_notice_at(engine, root_id: int | None = None) -> dt.datetime | None:
         return conn.scalar(q)
 
 
+def due_now(ladder: list[Rung], step: int, as_of: dt.datetime) -> tuple[list[Rung], int]:
+    """The rungs of ``ladder`` from ``step`` that fell due at or before ``as_of``, and the
+    step after them. The last of them is the highest (the ladder is in time order, a
+    reminder before an escalation of the same moment)."""
+    end = step
+    while end < len(ladder) and ladder[end].at <= as_of:
+        end += 1
+    return ladder[step:end], end
+
+
+def _due_items(conn, plan, as_of: dt.datetime, root_id: int | None):
+    """The open work items of the plan with a rung due at ``as_of`` (locked on PostgreSQL)."""
+    q = (select(s.work_items.c.id, s.work_items.c.instance_id, s.work_items.c.element_id,
+                s.work_items.c.unit_code, s.work_items.c.due_at, s.work_items.c.ladder_step,
+                s.instances.c.process_id, s.instances.c.scope_unit)
+         .join(s.instances, s.instances.c.id == s.work_items.c.instance_id)
+         .where(s.work_items.c.status == "open", s.work_items.c.next_notice_at <= as_of,
+                s.instances.c.definition_id == plan.id))
+    if root_id is not None:
+        q = q.where(s.work_items.c.instance_id.in_(s.tree_ids(conn, root_id)))
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update(of=s.work_items, skip_locked=True)
+    return conn.execute(q).all()
+
+
+def _superseded_entries(as_of, recorded: list[tuple], passed: dict) -> list[dict]:
+    """Audit rows for the rungs a recorded one stood in for (only the sweep that recorded
+    the highest rung writes them, so a racing sweep adds none)."""
+    return [audit.entry(as_of, item.instance_id, "deadline-sweep", "unit.superseded", element.id, item.unit_code,
+                        detail={"kind": low.kind, "level": low.level, "due_at": low.at.isoformat(),
+                                "by": {"kind": rung.kind, "level": rung.level}})
+            for item, element, rung in recorded for low in passed[item.id]]
+
+
 def sweep(engine, as_of: dt.datetime, root_id: int | None = None) -> list[Chase]:
-    """Record every reminder and escalation due at ``as_of``, exactly once; queue their letters.
+    """Record the highest reminder or escalation due at ``as_of`` for each work item, exactly
+    once; queue its letters; audit the lower rungs it supersedes.
 
     One transaction. Two sweeps at once (threads, processes, workers) record and queue
     nothing twice: rows are unique per (work item, kind, level) and only the sweep whose
@@ -99,31 +142,20 @@ def sweep(engine, as_of: dt.datetime, root_id: int | None = None) -> list[Chase]
     """
     plan = engine.plan
     with engine.db.begin() as conn:
-        q = (select(s.work_items.c.id, s.work_items.c.instance_id, s.work_items.c.element_id,
-                    s.work_items.c.unit_code, s.work_items.c.due_at, s.work_items.c.ladder_step,
-                    s.instances.c.process_id, s.instances.c.scope_unit)
-             .join(s.instances, s.instances.c.id == s.work_items.c.instance_id)
-             .where(s.work_items.c.status == "open", s.work_items.c.next_notice_at <= as_of,
-                    s.instances.c.definition_id == plan.id))
-        if root_id is not None:
-            q = q.where(s.work_items.c.instance_id.in_(s.tree_ids(conn, root_id)))
-        if conn.dialect.name == "postgresql":
-            q = q.with_for_update(of=s.work_items, skip_locked=True)
-        due_items = conn.execute(q).all()
+        due_items = _due_items(conn, plan, as_of, root_id)
         if not due_items:
             return []
-        new_rows, moves, meta = [], [], {}
+        new_rows, moves, meta, passed = [], [], {}, {}
         for item in due_items:
             element = plan.definition.process(item.process_id).element(item.element_id)
             ladder = rungs(plan, element, item.due_at)
-            step = item.ladder_step
-            while step < len(ladder) and ladder[step].at <= as_of:
-                rung = ladder[step]
+            due, step = due_now(ladder, item.ladder_step, as_of)
+            if due:
+                rung, passed[item.id] = due[-1], due[:-1]
                 new_rows.append(dict(work_item_id=item.id, instance_id=item.instance_id, element_id=element.id,
                                      unit_code=item.unit_code, kind=rung.kind, level=rung.level,
                                      due_at=rung.at, recorded_at=as_of))
                 meta[(item.id, rung.kind, rung.level)] = (item, element, rung)
-                step += 1
             moves.append({"wid": item.id, "step": step,
                           "next": ladder[step].at if step < len(ladder) else None})
         inserted = conn.execute(
@@ -137,6 +169,8 @@ def sweep(engine, as_of: dt.datetime, root_id: int | None = None) -> list[Chase]
         if recorded:
             audit.record_all(conn, [audit.entry(
                 as_of, item.instance_id, "deadline-sweep", f"unit.{rung.kind}", element.id, item.unit_code,
-                detail={"level": rung.level}) for item, element, rung in recorded])
+                detail={"level": rung.level}) for item, element, rung in recorded]
+                + _superseded_entries(as_of, recorded, passed))
     return [Chase(unit=item.unit_code, element=element.id, kind=rung.kind, level=rung.level, at=rung.at,
-                   due=item.due_at) for item, element, rung in recorded]
+                  due=item.due_at, superseded=tuple((low.kind, low.level) for low in passed[item.id]))
+            for item, element, rung in recorded]

@@ -14,6 +14,7 @@ in ``notifications/render.py``; this module only gathers the facts. Templates de
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 
 from planflow import store as s
@@ -151,10 +152,12 @@ def _to_higher_body(plan, group_key: tuple, members: list, as_of) -> dict:
     listed_units = [{"name": u.name, "code": u.code, "due": it.due_at, "working_days_overdue": d}
                     for it, u, _, d in members]
     # the key names the units the letter lists: sweeps racing at the same moment that
-    # split the due units between them each send their own letter, none is dropped
+    # split the due units between them each send their own letter, none is dropped; the
+    # moment is written in UTC, so the same moment given in another zone is the same letter
     listed = hashlib.sha1(",".join(sorted(u["code"] for u in listed_units)).encode()).hexdigest()[:12]
+    moment = as_of.astimezone(dt.timezone.utc).isoformat()
     return {
-        "key": f"{plan.id}:{element_id}:escalation:{level}:{recipient_code}:{iid or 0}:{as_of.isoformat()}:{listed}",
+        "key": f"{plan.id}:{element_id}:escalation:{level}:{recipient_code}:{iid or 0}:{moment}:{listed}",
         "instance_id": item.instance_id, "element_id": element_id, "unit_code": None,
         "recipient": recipient_code, "kind": template, "level": level,
         "context": {**common, "recipient": unit_context(plan.registry.get(recipient_code)), "level": level,

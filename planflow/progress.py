@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Iterable
 
-from planflow.aggregation import GROUP_NAMES, GROUP_ORDER, group_of
+from planflow import store as s
+from planflow.aggregation import GROUP_NAMES, GROUP_ORDER, group_of, unit_results
 from planflow.notifications.vn_format import MISSING, short_datetime
 from planflow.report import latest_markdown
 from planflow.status_words import NOT_OPEN
@@ -26,7 +28,7 @@ class Progress:
 
     summary: dict  # build_summary's, at the moment asked
     reported: int  # units that sent their self-evaluation
-    expected: int  # units the plan asks, also those whose task has not opened yet
+    expected: int  # units asked (``units_asked``), also those whose task has not opened yet
     units: list[dict]
     districts: list[dict]
     escalations: list[dict]
@@ -57,6 +59,33 @@ def reporting_units(engine, as_of: dt.datetime) -> list[str]:
     walk(plan.definition.main, None)
     order = {u.code: i for i, u in enumerate(plan.registry.units)}
     return sorted(found, key=lambda c: (GROUP_ORDER.index(group_of(plan.registry.get(c))), order.get(c, 0)))
+
+
+def units_asked(engine, root_id: int, stored: Iterable[str] | None = None) -> list[str]:
+    """The units asked in instance ``root_id`` — the one definition of the counts operators
+    read (``planflow status``, the progress artifact and its units table): each unit a
+    criteria-form user task asks, through the call activities, as valid on the day the
+    instance started (``reporting_units``), also those whose task has not opened yet; then
+    any unit the store holds such a task for beyond those. Never a review (a "fields" form).
+    Once every task has opened these are the units the summary and the report count
+    (``aggregation.unit_results``: 265 in the shipped plan).
+    ``stored``: the codes of the units the store holds such a task for, when the caller
+    has them (the summary's units); read from the store otherwise."""
+    if stored is None:
+        with engine.db.connect() as conn:
+            stored = [r.code for r in unit_results(conn, engine.plan, s.tree_ids(conn, root_id))]
+    asked = reporting_units(engine, engine.instance(root_id).started_at)
+    known = set(asked)
+    return [*asked, *(c for c in stored if c not in known)]
+
+
+def unit_counts(engine, root_id: int) -> tuple[int, int]:
+    """(units that sent their self-evaluation, units asked) of instance ``root_id``: what
+    ``planflow status`` and the progress artifact show as "reported N/M"."""
+    with engine.db.connect() as conn:
+        results = unit_results(conn, engine.plan, s.tree_ids(conn, root_id))
+    asked = units_asked(engine, root_id, [r.code for r in results])
+    return sum(1 for r in results if r.status in REPORTED), len(asked)
 
 
 def unit_row(registry, code: str, unit: dict | None) -> dict:
@@ -99,12 +128,10 @@ def instance_progress(engine, root_id: int, as_of: dt.datetime) -> Progress:
     summary = build_summary(engine, root_id, as_of=as_of)
     reg = engine.plan.registry
     units = summary["units"]
-    # every unit that reports, also those whose task has not opened yet (a district's own
+    # every unit asked, also those whose task has not opened yet (a district's own
     # self-evaluation opens once its communes are aggregated): the table has one row per
     # unit from the start and the progress does not jump back when a tier opens
-    expected = reporting_units(engine, engine.instance(root_id).started_at)
-    asked = set(expected)
-    codes = [*expected, *(c for c in units if c not in asked)]
+    codes = units_asked(engine, root_id, units)
     return Progress(
         summary=summary, reported=sum(1 for u in units.values() if u["status"] in REPORTED), expected=len(codes),
         units=[unit_row(reg, c, units.get(c)) for c in codes], districts=district_rows(reg, codes, units),

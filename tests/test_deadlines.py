@@ -113,3 +113,73 @@ def test_two_sweeps_racing_record_and_announce_each_escalation_once(engine, plan
     listed = Counter(u["code"] for letter in letters for u in letter["units"])
     assert set(listed) == level1 and set(listed.values()) == {1}
     assert engine.sweep(as_of) == []
+
+
+LATE = dt.datetime(2022, 12, 16, 9, tzinfo=TZ)  # the first sweep of the year, after every rung fell
+
+
+def test_a_late_first_sweep_sends_only_the_highest_rung_due_and_audits_the_rest(engine, plan):
+    """A sweep that finds all of a unit's rungs past due (the first sweep after an outage, a
+    replay started late) sends the highest one only — not three levels of letters to each
+    commune at once — and writes the others to the audit as superseded."""
+    chased = engine.sweep(LATE)
+    assert len(chased) == 18 + 235  # one rung per open self-evaluation, no more
+    assert {(c.kind, c.level) for c in chased} == {("escalation", 3)}
+    ladders = {"department_self_evaluation": {("reminder", 1), ("reminder", 2), ("reminder", 3),
+                                              ("escalation", 1), ("escalation", 2)},
+               "commune_self_evaluation": {("reminder", 1), ("reminder", 2), ("escalation", 1),
+                                           ("escalation", 2)}}
+    assert all(set(c.superseded) == ladders[c.element] for c in chased)
+    with engine.db.connect() as conn:
+        rows = conn.execute(select(chases.c.unit_code, chases.c.kind, chases.c.level, chases.c.due_at,
+                                   chases.c.recorded_at)).all()
+        audited = conn.execute(select(store.audit.c.unit_code, store.audit.c.element_id, store.audit.c.detail)
+                               .where(store.audit.c.action == "unit.superseded")).all()
+        letters = conn.execute(select(outbox.c.kind, outbox.c.recipient, outbox.c.unit_code, outbox.c.context)
+                               .where(outbox.c.kind != "dissemination")).all()
+    # the record says what fell when and that it was recorded late
+    assert len(rows) == len(chased) and all(r.recorded_at == LATE > r.due_at for r in rows)
+    per_unit = Counter(a.unit_code for a in audited)
+    assert len(audited) == 18 * 5 + 235 * 4 and set(per_unit.values()) == {4, 5}
+    sample = next(a.detail for a in audited if a.unit_code == "so-y-te" and a.detail["level"] == 1
+                  and a.detail["kind"] == "escalation")
+    assert sample == {"kind": "escalation", "level": 1, "due_at": "2022-12-12T08:00:00+07:00",
+                      "by": {"kind": "escalation", "level": 3}}
+    # only escalation-final letters: to the higher bodies of level 3, listing each unit once
+    assert {k for k, _r, _u, _c in letters} == {"escalation-final"}
+    listed = Counter((r, u["code"]) for _k, r, _u, c in letters for u in c["units"])
+    assert set(listed.values()) == {1}
+    assert {code for _r, code in listed} == {c.unit for c in chased}
+    assert len(letters) == 2 + 12 + 1  # so-noi-vu and pct for the sở; each district and so-noi-vu for communes
+    # said once: a second sweep at the same moment, or the next day, adds nothing
+    assert engine.sweep(LATE) == []
+    assert _count(engine, store.audit, store.audit.c.action == "unit.superseded") == len(audited)
+
+
+def test_a_sweep_at_each_rungs_moment_supersedes_nothing(engine):
+    """The schedule's case: every rung swept on its own moment is sent, none superseded."""
+    moments = []
+    while (nxt := engine.next_deadline_at()) is not None and nxt < LATE:
+        moments.append(nxt)
+        engine.sweep(nxt)
+    assert len(moments) > 5
+    with engine.db.connect() as conn:
+        levels = Counter(conn.execute(select(chases.c.kind, chases.c.level)).all())
+    assert _count(engine, store.audit, store.audit.c.action == "unit.superseded") == 0
+    assert levels[("escalation", 3)] == 18 + 235 and levels[("escalation", 1)] == 18 + 235
+
+
+def test_a_reminder_due_with_an_escalation_gives_way_to_it(plan):
+    """Rungs of the same moment: the escalation is the higher, so it is the one sent."""
+    from types import SimpleNamespace
+
+    from planflow.model import Escalation
+
+    element = SimpleNamespace(id="tie-test", reminders=["+1wd", "-1wd"],
+                              escalations=[Escalation(after="+1wd", to=["unit.head"], template="escalation-1")])
+    due = dt.datetime(2022, 12, 9, 23, 59, 59, tzinfo=TZ)
+    ladder = escalation.rungs(plan, element, due)
+    due_now, step = escalation.due_now(ladder, 0, dt.datetime(2022, 12, 12, 8, tzinfo=TZ))
+    assert step == len(ladder) == 3
+    assert [(r.kind, r.level) for r in due_now] == [("reminder", 1), ("reminder", 2), ("escalation", 1)]
+    assert due_now[-1].kind == "escalation" and due_now[-1].at == due_now[-2].at
