@@ -8,8 +8,12 @@ setup needs no mail server. With ``PLANFLOW_SMTP_HOST`` set, mail goes out by SM
 ``PLANFLOW_SMTP_PASSWORD_BLOCK`` (the block wins when both are set). The password is
 read when a delivery run starts, never stored in the repository nor logged.
 
-Each row is claimed before it is sent and marked after (see ``planflow/outbox.py`` for
-what "exactly once" means per channel); its key is the file name and the Message-ID.
+Each row is claimed before it is sent and marked after (see ``planflow/outbox.py``); its
+key is the file name and the Message-ID. A row left ``sending`` by a deliverer that died is
+taken over and delivered again: the file channel does not write a key's file twice, and
+SMTP sends it again with the same Message-ID, so the receiving side can drop the repeat.
+One delivery run (a batch) uses one SMTP connection. A login without TLS is refused unless
+``PLANFLOW_SMTP_ALLOW_PLAINTEXT_LOGIN=1``.
 Temporary failures leave the row ``pending`` with its attempt counted, and
 :func:`deliver_pending` raises :class:`NotDeliveredYet` so that the Prefect task
 ``deliver_notifications`` retries with exponential backoff; permanent failures, and rows
@@ -18,9 +22,11 @@ out of attempts, become ``failed`` (incidents) and do not fail the run.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
+from dataclasses import dataclass, field
 
 from planflow import outbox
 from planflow.flows.runtime import RunRef, engine_for, root_id
@@ -84,7 +90,7 @@ def deliver_pending(ref: RunRef, as_of: dt.datetime, *, only: list[int] | None =
                     max_attempts: int | None = None, channel=None, logger=None) -> int:
     """Deliver the deliverable rows of ``ref``'s instance tree (every instance of its
     definition when ``ref.root_key`` is empty; only the rows ``only`` if given); return
-    how many were sent.
+    how many were sent. The whole batch goes through one SMTP connection.
 
     Raises :class:`NotDeliveredYet` when some rows failed temporarily and are still
     pending: call again later (the Prefect task does, with backoff). ``max_attempts``
@@ -99,44 +105,65 @@ def deliver_pending(ref: RunRef, as_of: dt.datetime, *, only: list[int] | None =
     if not rows:
         return 0
     channel = channel or channel_for(ref)
-    sender = _sender(plan)
-    owner = outbox.worker_id()
-    sent = 0
-    retrying: list[str] = []
-    for row in rows:
-        if not outbox.claim(db, row, owner):
-            continue  # another deliverer has it
+    batch = _Batch(plan, db, channel, _sender(plan), outbox.worker_id(), as_of, limit, logger)
+    with channel if hasattr(channel, "__enter__") else contextlib.nullcontext():
+        for row in rows:
+            batch.deliver(row)
+    if batch.retrying:
+        logger.warning("%d notification(s) not delivered, will retry; first: %s", len(batch.retrying),
+                       batch.retrying[0])
+        raise NotDeliveredYet(f"{len(batch.retrying)} notification(s) not delivered yet, will retry: "
+                              f"{batch.retrying[0]}")
+    return batch.sent
+
+
+@dataclass
+class _Batch:
+    """One delivery run: each row claimed, built, handed to the channel, marked."""
+
+    plan: object
+    db: object
+    channel: object
+    sender: str
+    owner: str
+    as_of: dt.datetime
+    limit: int
+    logger: object
+    sent: int = 0
+    retrying: list = field(default_factory=list)
+
+    def deliver(self, row) -> None:
+        db, logger = self.db, self.logger
+        if not outbox.claim(db, row, self.owner):
+            return  # another deliverer has it
         if row.status == "sending":
-            logger.warning("notification %s: taking over from %s, whose claim of %s has lapsed; "
-                           "it may have been sent already", row.key, row.claimed_by, row.claimed_at)
+            logger.warning("notification %s: taking over from %s, whose claim of %s has lapsed; it may have "
+                           "been delivered already (a file is not written again; by SMTP it goes again with "
+                           "the same Message-ID)", row.key, row.claimed_by, row.claimed_at)
         try:
-            context = outbox.render_context(plan, row)
-            message = render(row.kind, context, template_dir=plan.template_dir)
-            email = build_email(message, sender=sender, to=[_address(plan, row, context)],
-                                message_id=row.key, date=as_of)
+            context = outbox.render_context(self.plan, row)
+            message = render(row.kind, context, template_dir=self.plan.template_dir)
+            email = build_email(message, sender=self.sender, to=[_address(self.plan, row, context)],
+                                message_id=row.key, date=self.as_of)
         except Exception as exc:  # noqa: BLE001 - a template or address problem: fix, then --retry
-            status = outbox.release(db, row.id, owner, f"{type(exc).__name__}: {exc}", permanent=True)
+            status = outbox.release(db, row.id, self.owner, f"{type(exc).__name__}: {exc}", permanent=True)
             logger.error("notification %s to %s cannot be built: %s (%s)", row.kind, row.recipient, exc, status)
-            continue
+            return
         try:
-            channel.deliver(email, row.key)
+            self.channel.deliver(email, row.key)
         except DeliveryError as exc:
             error, permanent = str(exc), exc.permanent
         except Exception as exc:  # noqa: BLE001 - a channel bug: count it, try again later
             error, permanent = f"{type(exc).__name__}: {exc}", False
         else:
-            if outbox.mark_sent(db, row.id, owner, as_of):
-                sent += 1
+            if outbox.mark_sent(db, row.id, self.owner, self.as_of):
+                self.sent += 1
             else:
                 logger.warning("notification %s was sent but its claim was taken over meanwhile", row.key)
-            continue
-        status = outbox.release(db, row.id, owner, error, permanent=permanent, limit=limit)
+            return
+        status = outbox.release(db, row.id, self.owner, error, permanent=permanent, limit=self.limit)
         if status == "pending":
-            retrying.append(f"{row.recipient}: {error}")
+            self.retrying.append(f"{row.recipient}: {error}")
         elif status == "failed":
             logger.error("notification %s to %s failed%s: %s — see `planflow notifications`",
                          row.kind, row.recipient, "" if permanent else " after its last attempt", error)
-    if retrying:
-        logger.warning("%d notification(s) not delivered, will retry; first: %s", len(retrying), retrying[0])
-        raise NotDeliveredYet(f"{len(retrying)} notification(s) not delivered yet, will retry: {retrying[0]}")
-    return sent

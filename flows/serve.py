@@ -1,19 +1,25 @@
 """``planflow serve``: the plan's deployments, their schedules and automations, one process.
 
-Against a Prefect server (``PREFECT_API_URL``), this registers the deployments — their
-schedules in Asia/Ho_Chi_Minh — creates the automations, and runs the flows they start
-(Prefect's ``serve``: no work pool needed). ``prefect.yaml`` declares the same
-deployments for ``prefect deploy --all`` with a process work pool and a worker.
+Against a Prefect server (``PREFECT_API_URL``, and ``PREFECT_API_AUTH_STRING`` when the
+server asks for basic authentication), this registers the deployments — their schedules in
+Asia/Ho_Chi_Minh — creates the automations, and runs the flows they start (Prefect's
+``serve``: no work pool needed). ``prefect.yaml`` declares the same deployments for
+``prefect deploy --all`` with a process work pool and a worker.
+
+The definition and the store are fixed here, not given by callers: ``serve`` puts them in
+its own environment (``PLANFLOW_DEFINITION``, ``PLANFLOW_DATABASE_URL``), which the runs it
+starts inherit; no deployment has a parameter naming a file, a database or an instance,
+and nothing about the store is sent to the Prefect server.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 from planflow import load_plan
 from planflow.flows import operations as ops
-
 
 
 def sweep_cron(plan) -> str:
@@ -24,34 +30,48 @@ def sweep_cron(plan) -> str:
     return f"{opening.minute} {opening.hour} * * *"
 
 
+# a failed or crashed run of these becomes an incident (set-replay-clock, an operator's own
+# setting, does not)
 PLAN_DEPLOYMENTS = ("plan-cycle", "deadline-sweep", "advance", "submit-self-evaluation", "review-decision",
                     "retrigger-step", "deliver-outbox")
 
 
-async def deployments(definition: str, db_url: str | None):
+async def deployments(definition: str, db_url: str | None = None):
+    """The plan's deployments. None has a parameter naming the definition, the store or the
+    instance: the runs read them from the serving process's environment (:func:`pin_environment`);
+    ``db_url`` is not used here, and never sent to the server."""
     from prefect.deployments.runner import EntrypointType
     from prefect.schedules import Cron
 
     plan = load_plan(definition)
     start = plan.definition.main.start
     tz = (start.timer and start.timer.timezone) or plan.definition.timezone
-    params = {"definition": str(Path(definition).resolve()), "db_url": db_url}
     tags = ["planflow", plan.id]
     cycle = [Cron(start.timer.cron, timezone=tz)] if start.timer else []
     specs = [
-        (ops.plan_cycle, "plan-cycle", {**params, "year": plan.definition.year}, cycle, tags),
-        (ops.daily_deadline_sweep, "deadline-sweep", params, [Cron(sweep_cron(plan), timezone=tz)], tags),
-        (ops.advance, "advance", params, [], tags),
-        (ops.submit_self_evaluation, "submit-self-evaluation", params, [], [*tags, "operator"]),
-        (ops.review_decision, "review-decision", params, [], [*tags, "operator"]),
-        (ops.retrigger_step, "retrigger-step", params, [], [*tags, "operator"]),
-        (ops.deliver_outbox, "deliver-outbox", params, [], tags),
-        (ops.record_incident, "record-incident", params, [], tags),
+        (ops.plan_cycle, "plan-cycle", {"year": plan.definition.year}, cycle, tags),
+        (ops.daily_deadline_sweep, "deadline-sweep", {}, [Cron(sweep_cron(plan), timezone=tz)], tags),
+        (ops.advance, "advance", {}, [], tags),
+        (ops.submit_self_evaluation, "submit-self-evaluation", {}, [], [*tags, "operator"]),
+        (ops.review_decision, "review-decision", {}, [], [*tags, "operator"]),
+        (ops.retrigger_step, "retrigger-step", {}, [], [*tags, "operator"]),
+        (ops.set_replay_clock, "set-replay-clock", {}, [], [*tags, "operator"]),
+        (ops.deliver_outbox, "deliver-outbox", {}, [], tags),
+        (ops.record_incident, "record-incident", {}, [], tags),
     ]
     # by module path (planflow.flows.operations:...), so the runs import the installed package
     return [await flow.ato_deployment(name=name, parameters=parameters, schedules=schedules, tags=t,
                                       entrypoint_type=EntrypointType.MODULE_PATH)
             for flow, name, parameters, schedules, t in specs]
+
+
+def pin_environment(definition: str, db_url: str | None) -> None:
+    """Fix where the served runs work: the definition (absolute path), the store, the outbox.
+    Call before the flows are looked up (the form is built from this definition)."""
+    os.environ["PLANFLOW_DEFINITION"] = str(Path(definition).resolve())
+    if db_url:
+        os.environ["PLANFLOW_DATABASE_URL"] = db_url
+    os.environ.setdefault("PLANFLOW_OUTBOX_DIR", str(Path.cwd() / "out" / "outbox"))
 
 
 async def ensure_automations(ids: dict[str, object]) -> list[str]:
@@ -66,8 +86,7 @@ async def ensure_automations(ids: dict[str, object]) -> list[str]:
             description="A unit's submission (or a review decision) moves the plan instance on.",
             trigger=EventTrigger(expect={"planflow.unit.submitted"}, match={"prefect.resource.id": "planflow.unit.*"},
                                  posture=Posture.Reactive, threshold=1),
-            actions=[RunDeployment(source="selected", deployment_id=ids["advance"],
-                                   parameters={"instance": "{{ event.payload.instance }}"})],
+            actions=[RunDeployment(source="selected", deployment_id=ids["advance"])],
         ),
         Automation(
             name="planflow: đơn vị quá hạn → gửi thông báo",
@@ -110,7 +129,8 @@ async def ensure_automations(ids: dict[str, object]) -> list[str]:
 DEPLOYMENT_ENTRYPOINTS = {
     "plan-cycle": "plan_cycle", "deadline-sweep": "daily_deadline_sweep", "advance": "advance",
     "submit-self-evaluation": "submit_self_evaluation", "review-decision": "review_decision",
-    "retrigger-step": "retrigger_step", "deliver-outbox": "deliver_outbox", "record-incident": "record_incident",
+    "retrigger-step": "retrigger_step", "set-replay-clock": "set_replay_clock", "deliver-outbox": "deliver_outbox",
+    "record-incident": "record_incident",
 }
 
 
@@ -143,9 +163,9 @@ async def register_automations() -> list[str]:
     return await ensure_automations(await deployment_ids())
 
 
-async def register(definition: str, db_url: str | None):
+async def register(definition: str):
     """Register the deployments and automations; return (deployments, ids)."""
-    deps = await deployments(definition, db_url)
+    deps = await deployments(definition)
     ids = {}
     for d in deps:
         ids[d.name] = await d.aapply()
@@ -156,5 +176,6 @@ async def register(definition: str, db_url: str | None):
 async def serve(definition: str, db_url: str | None) -> None:
     from prefect import aserve
 
-    deps, _ = await register(definition, db_url)
+    pin_environment(definition, db_url)
+    deps, _ = await register(definition)
     await aserve(*deps, print_starting_message=True)

@@ -1,9 +1,17 @@
 """Delivery channels: build a MIME e-mail from a rendered Message and deliver it.
 
-Delivery is keyed: the outbox passes an idempotency key. :class:`FileChannel` writes
-one file per key (a retry overwrites it atomically); :class:`SmtpChannel` cannot
-un-send, so the Message-ID (built from the same key by the caller) lets a receiver
-drop duplicates.
+Delivery is keyed: the outbox passes an idempotency key. A row is delivered again only when
+its deliverer died between handing it to the channel and marking it sent (the outbox takes
+such a row over once its claim has lapsed); what a second delivery does depends on the
+channel:
+
+* :class:`FileChannel` writes one file per key, once: a key whose file exists is not
+  written again (the first copy stays as it was);
+* :class:`SmtpChannel` cannot un-send: it sends again, with the same ``Message-ID`` (built
+  from the same key by the caller), so the receiving side can drop the repeat.
+
+A channel is also a context manager: ``with channel:`` around a batch of deliveries keeps
+one SMTP connection (and one login) for the whole batch.
 """
 
 from __future__ import annotations
@@ -115,7 +123,7 @@ class DeliveryError(Exception):
 
 
 class FileChannel:
-    """Writes each e-mail to ``<directory>/<key>.eml`` (for tests, dry runs and audits)."""
+    """Writes each e-mail to ``<directory>/<key>.eml`` (for tests, dry runs and audits), once."""
 
     def __init__(self, directory: str | os.PathLike[str]):
         self.directory = Path(directory)
@@ -123,12 +131,22 @@ class FileChannel:
     def __repr__(self) -> str:
         return f"FileChannel({str(self.directory)!r})"
 
+    def __enter__(self) -> "FileChannel":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
     def path_for(self, key: str) -> Path:
         return self.directory / f"{safe_key(key)}.eml"
 
     def deliver(self, email_message: EmailMessage, key: str) -> Path:
-        """Write the message atomically; the same key again replaces the same file."""
+        """Write the message atomically, once per key: when the key's file exists (a row
+        delivered before its deliverer died, taken over), nothing is written again."""
         path = self.path_for(key)
+        if path.exists():
+            log.info("notification %s was written before, to %s: not written again", key, path)
+            return path
         data = email_message.as_bytes()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -138,15 +156,28 @@ class FileChannel:
                     fh.write(data)
                     fh.flush()
                     os.fsync(fh.fileno())
-                os.replace(tmp, path)
-            except BaseException:
+                _publish_once(tmp, path)
+            finally:
                 Path(tmp).unlink(missing_ok=True)
-                raise
         except OSError as exc:
             permanent = exc.errno in {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR}
             raise DeliveryError(f"cannot write {path}: {exc}", permanent=permanent) from exc
         log.info("notification %s written to %s", key, path)
         return path
+
+
+def _publish_once(tmp: str, path: Path) -> None:
+    """Give the written ``tmp`` its name ``path`` unless a file has it already (another
+    deliverer wrote it meanwhile): a hard link fails on an existing name, atomically."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        log.info("%s was written meanwhile by another deliverer: kept as it is", path)
+    except OSError as exc:
+        if exc.errno not in {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}:
+            raise
+        if not path.exists():  # a file system without hard links
+            os.replace(tmp, path)
 
 
 _SECURITY = ("starttls", "ssl", "none")
@@ -158,29 +189,32 @@ class SmtpChannel:
 
     ``security``: ``"starttls"`` (upgrade a plain connection, usually port 587),
     ``"ssl"`` (implicit TLS, usually port 465) or ``"none"`` (a trusted relay or a test
-    server). Failures become :class:`DeliveryError`: refused connections, time-outs,
-    dropped connections and 4xx replies are temporary; 5xx replies, all recipients
-    refused with 5xx, a server without STARTTLS and certificate errors are permanent.
-    The password is never logged nor shown by ``repr()``.
+    server). A login (``user``) over ``"none"`` would send the password in clear: it is
+    refused unless ``allow_plaintext_login`` (``PLANFLOW_SMTP_ALLOW_PLAINTEXT_LOGIN=1``).
+
+    Used as a context manager, one connection (and one login) serves every delivery of the
+    batch; a connection the server closed since the last letter (checked with NOOP) is opened
+    again, and once the
+    server could not be reached the rest of the batch fails at once, without waiting for it
+    again. Failures become :class:`DeliveryError`: refused connections, time-outs, dropped
+    connections and 4xx replies are temporary; 5xx replies, all recipients refused with
+    5xx, a server without STARTTLS and certificate errors are permanent. The password is
+    never logged nor shown by ``repr()``.
     """
 
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        *,
-        security: str = "starttls",
-        user: str | None = None,
-        password: str | None = None,
-        timeout: float = 10,
-        ssl_context: ssl.SSLContext | None = None,
-    ):
+    def __init__(self, host: str, port: int, *, security: str = "starttls", user: str | None = None,
+                 password: str | None = None, timeout: float = 10, ssl_context: ssl.SSLContext | None = None,
+                 allow_plaintext_login: bool = False):
         if security not in _SECURITY:
             raise ValueError(f"security must be one of {', '.join(_SECURITY)}, not {security!r}")
         if not host:
             raise ValueError("an SMTP host is required")
         if password is not None and user is None:
             raise ValueError("an SMTP password was given without a user")
+        if user is not None and security == "none" and not allow_plaintext_login:
+            raise ValueError(f"an SMTP login to {host}:{port} without TLS would send the password in clear: "
+                             "use PLANFLOW_SMTP_SECURITY=starttls or ssl, or allow it explicitly with "
+                             "PLANFLOW_SMTP_ALLOW_PLAINTEXT_LOGIN=1")
         self.host = host
         self.port = int(port)
         self.security = security
@@ -188,12 +222,15 @@ class SmtpChannel:
         self._password = password
         self.timeout = timeout
         self._ssl_context = ssl_context
+        self._batch = False
+        self._smtp: smtplib.SMTP | None = None
+        self._unreachable: DeliveryError | None = None
+        self.connections = 0  # connections opened so far
 
     @classmethod
-    def from_env(
-        cls, prefix: str = "PLANFLOW_SMTP_", environ: Mapping[str, str] | None = None
-    ) -> "SmtpChannel":
-        """Read ``HOST``, ``PORT``, ``SECURITY``, ``USER``, ``PASSWORD`` (and ``TIMEOUT``).
+    def from_env(cls, prefix: str = "PLANFLOW_SMTP_", environ: Mapping[str, str] | None = None) -> "SmtpChannel":
+        """Read ``HOST``, ``PORT``, ``SECURITY``, ``USER``, ``PASSWORD``, ``TIMEOUT`` and
+        ``ALLOW_PLAINTEXT_LOGIN`` (``1``: allow a login without TLS).
 
         ``PORT`` defaults by ``SECURITY`` (starttls 587, ssl 465, none 25); ``SECURITY``
         defaults to starttls.
@@ -220,9 +257,11 @@ class SmtpChannel:
             timeout = float(timeout_text) if timeout_text is not None else 10
         except ValueError:
             raise ValueError(f"{prefix}TIMEOUT must be a number of seconds, not {timeout_text!r}") from None
-        return cls(
-            host, port, security=security, user=get("USER"), password=get("PASSWORD"), timeout=timeout
-        )
+        allow = (get("ALLOW_PLAINTEXT_LOGIN") or "0").lower()
+        if allow not in ("0", "1", "false", "true", "no", "yes"):
+            raise ValueError(f"{prefix}ALLOW_PLAINTEXT_LOGIN must be 1 or 0, not {allow!r}")
+        return cls(host, port, security=security, user=get("USER"), password=get("PASSWORD"), timeout=timeout,
+                   allow_plaintext_login=allow in ("1", "true", "yes"))
 
     def __repr__(self) -> str:
         password = "***" if self._password is not None else None
@@ -231,11 +270,53 @@ class SmtpChannel:
             f"user={self.user!r}, password={password!r}, timeout={self.timeout})"
         )
 
-    def _connect(self) -> smtplib.SMTP:
+    def __enter__(self) -> "SmtpChannel":
+        self._batch, self._unreachable = True, None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._batch = False
+        self.close()
+
+    def close(self) -> None:
+        """Close the batch's connection, if one is open."""
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        try:
+            smtp.quit()
+        except (OSError, smtplib.SMTPException):
+            smtp.close()
+
+    def _open(self) -> smtplib.SMTP:
+        """A connection ready to send: greeted, upgraded to TLS as configured, logged in."""
         if self.security == "ssl":
             context = self._ssl_context or ssl.create_default_context()
-            return smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
-        return smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+        else:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        self.connections += 1
+        try:
+            smtp.ehlo()
+            if self.security == "starttls":
+                smtp.starttls(context=self._ssl_context or ssl.create_default_context())
+                smtp.ehlo()
+            if self.user is not None:
+                if self.security == "none":
+                    log.warning("SMTP login to %s:%s without TLS (PLANFLOW_SMTP_ALLOW_PLAINTEXT_LOGIN)",
+                                self.host, self.port)
+                smtp.login(self.user, self._password or "")
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    def _alive(self) -> bool:
+        """Whether the batch's connection still answers (NOOP), before a letter is sent on it."""
+        try:
+            return self._smtp.noop()[0] == 250
+        except (OSError, smtplib.SMTPException):
+            return False
 
     def deliver(self, email_message: EmailMessage, key: str) -> dict[str, tuple[int, str]]:
         """Send the message; returns the recipients refused while others were accepted.
@@ -243,48 +324,58 @@ class SmtpChannel:
         Raises :class:`DeliveryError` when nothing was delivered.
         """
         where = f"{self.host}:{self.port}"
+        if self._unreachable is not None:
+            raise DeliveryError(f"not sent: {self._unreachable}; not tried again in this delivery run",
+                                permanent=False)
+        if self._smtp is not None and not self._alive():
+            self.close()  # the server hung up since the last letter (idle time, a limit per session)
+        opening = self._smtp is None
         try:
-            with self._connect() as smtp:
-                smtp.ehlo()
-                if self.security == "starttls":
-                    smtp.starttls(context=self._ssl_context or ssl.create_default_context())
-                    smtp.ehlo()
-                if self.user is not None:
-                    if self.security == "none":
-                        log.warning("SMTP login to %s without TLS", where)
-                    smtp.login(self.user, self._password or "")
-                refused = smtp.send_message(email_message)
-        except smtplib.SMTPRecipientsRefused as exc:
-            replies = {rcpt: (code, _text(msg)) for rcpt, (code, msg) in exc.recipients.items()}
-            permanent = all(code >= 500 for code, _ in replies.values())
-            detail = "; ".join(f"{rcpt}: {code} {msg}" for rcpt, (code, msg) in replies.items())
-            raise DeliveryError(
-                f"{where} refused all recipients of {key}: {detail}", permanent=permanent
-            ) from exc
-        except smtplib.SMTPNotSupportedError as exc:
-            raise DeliveryError(f"{where}: {exc} (check the security setting)", permanent=True) from exc
-        except smtplib.SMTPResponseException as exc:
-            # SMTPSenderRefused, SMTPDataError, SMTPAuthenticationError, SMTPHeloError, ...
-            reply = f"{exc.smtp_code} {_text(exc.smtp_error)}"
-            raise DeliveryError(
-                f"{where} answered {reply} while sending {key}", permanent=exc.smtp_code >= 500
-            ) from exc
-        except smtplib.SMTPServerDisconnected as exc:
-            raise DeliveryError(f"{where} closed the connection while sending {key}: {exc}", permanent=False) from exc
-        except ssl.SSLCertVerificationError as exc:
-            raise DeliveryError(f"{where}: TLS certificate not accepted: {exc}", permanent=True) from exc
-        except (socket.timeout, TimeoutError) as exc:
-            raise DeliveryError(f"{where} timed out after {self.timeout} s while sending {key}", permanent=False) from exc
-        except ConnectionRefusedError as exc:
-            raise DeliveryError(f"{where} refused the connection: {exc}", permanent=False) from exc
+            if opening:
+                self._smtp = self._open()
+            refused = self._smtp.send_message(email_message)
+        except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+            # the server said no to this letter (smtplib reset the transaction): the connection serves on
+            raise _delivery_error(exc, where, key, self.timeout) from exc
         except (OSError, smtplib.SMTPException) as exc:
-            raise DeliveryError(f"{where}: {type(exc).__name__}: {exc}", permanent=False) from exc
+            self.close()
+            error = _delivery_error(exc, where, key, self.timeout)
+            if opening and self._batch and not error.permanent and not isinstance(exc, smtplib.SMTPException):
+                self._unreachable = error
+            raise error from exc
+        finally:
+            if not self._batch:
+                self.close()
         partial = {rcpt: (code, _text(msg)) for rcpt, (code, msg) in refused.items()}
         if partial:
             log.warning("notification %s sent via %s; refused: %s", key, where, partial)
         else:
             log.info("notification %s sent via %s", key, where)
         return partial
+
+
+def _delivery_error(exc: Exception, where: str, key: str, timeout: float) -> DeliveryError:
+    """What a failed delivery means for the outbox: the error, temporary or permanent."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        replies = {rcpt: (code, _text(msg)) for rcpt, (code, msg) in exc.recipients.items()}
+        detail = "; ".join(f"{rcpt}: {code} {msg}" for rcpt, (code, msg) in replies.items())
+        return DeliveryError(f"{where} refused all recipients of {key}: {detail}",
+                             permanent=all(code >= 500 for code, _ in replies.values()))
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return DeliveryError(f"{where}: {exc} (check the security setting)", permanent=True)
+    if isinstance(exc, smtplib.SMTPResponseException):
+        # SMTPSenderRefused, SMTPDataError, SMTPAuthenticationError, SMTPHeloError, ...
+        reply = f"{exc.smtp_code} {_text(exc.smtp_error)}"
+        return DeliveryError(f"{where} answered {reply} while sending {key}", permanent=exc.smtp_code >= 500)
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return DeliveryError(f"{where} closed the connection while sending {key}: {exc}", permanent=False)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return DeliveryError(f"{where}: TLS certificate not accepted: {exc}", permanent=True)
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return DeliveryError(f"{where} timed out after {timeout} s while sending {key}", permanent=False)
+    if isinstance(exc, ConnectionRefusedError):
+        return DeliveryError(f"{where} refused the connection: {exc}", permanent=False)
+    return DeliveryError(f"{where}: {type(exc).__name__}: {exc}", permanent=False)
 
 
 def _text(reply: bytes | str) -> str:

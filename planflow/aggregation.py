@@ -31,6 +31,10 @@ class UnitResult:
     status: str  # on_time | late | missing | open
     score: float | None
     classification: str
+    # a paper report entered by an operator: its document's number and date (what the report shows)
+    document_number: str | None = None
+    document_date: dt.date | None = None
+    entered_by: str | None = None  # the operator who entered it
 
 
 def group_of(unit) -> str:
@@ -50,7 +54,8 @@ def unit_results(conn, plan, instance_ids: list[int]) -> list[UnitResult]:
     rows = conn.execute(
         select(s.work_items.c.unit_code, s.work_items.c.element_id, s.work_items.c.status,
                s.work_items.c.due_at, s.work_items.c.submitted_at, s.work_items.c.late,
-               s.submissions.c.total, s.instances.c.scope_unit, s.instances.c.process_id)
+               s.submissions.c.total, s.submissions.c.document_number, s.submissions.c.document_date,
+               s.submissions.c.entered_by, s.instances.c.scope_unit, s.instances.c.process_id)
         .join(s.instances, s.instances.c.id == s.work_items.c.instance_id)
         .outerjoin(s.submissions, s.submissions.c.work_item_id == s.work_items.c.id)
         .where(s.work_items.c.instance_id.in_(instance_ids),
@@ -70,14 +75,16 @@ def unit_results(conn, plan, instance_ids: list[int]) -> list[UnitResult]:
             code=code, name=unit.name, group=group,
             district=(r.scope_unit or unit.parent) if group == "commune" else None,
             element=r.element_id, due_at=r.due_at, submitted_at=r.submitted_at, status=status,
-            score=score, classification=form.classify(score) if status != "open" else ""))
+            score=score, classification=form.classify(score) if status != "open" else "",
+            document_number=r.document_number, document_date=r.document_date,
+            entered_by=r.entered_by))
     return out
 
 
 def _row(r: UnitResult) -> dict:
-    """A result as JSON-safe data (times as ISO 8601)."""
+    """A result as JSON-safe data (times and dates as ISO 8601)."""
     # fields are flat values: no need for asdict's deep copy, which cost ~0.1 ms a row
-    return {k: (v.isoformat() if isinstance(v, dt.datetime) else v)
+    return {k: (v.isoformat() if isinstance(v, dt.date) else v)
             for k, v in ((f, getattr(r, f)) for f in _FIELDS)}
 
 
@@ -127,4 +134,5 @@ def build(conn, plan, instance_ids: list[int], round_: int, as_of: dt.datetime) 
         "districts": districts,
         "communes": [_row(r) for r in by_group["commune"]],
         "not_classified": [_row(r) for r in results if r.status == "missing"],
+        "paper_reports": [_row(r) for r in results if r.document_number],
     }

@@ -31,6 +31,7 @@ def render_markdown(plan, data: dict, comment: str | None = None) -> str:
     env.filters["score"] = lambda v: vn_number(v, digits=None)
     env.filters["when"] = lambda v: short_datetime(v, tz)
     env.filters["status_vi"] = report_status
+    env.filters["day"] = lambda v: dt.date.fromisoformat(v).strftime("%d/%m/%Y") if v else "—"
     as_of = dt.datetime.fromisoformat(data["as_of"]).astimezone(tz)
     return env.get_template("aggregate-report.md.j2").render(
         plan=plan.definition, doc=plan.definition.document, data=data, comment=comment,

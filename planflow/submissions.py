@@ -39,6 +39,16 @@ class Submission:
     payload: dict
     element: str | None = None  # which user task; default: the unit's only open one
     actor: str = "unit"
+    # a paper report entered by an operator (the actor): the document's number and date, and why
+    document_number: str | None = None
+    document_date: dt.date | None = None
+    entry_reason: str | None = None
+
+    def paper(self) -> dict:
+        """The paper report's columns of the submissions row (None for a report its unit sent)."""
+        on_paper = self.document_number is not None
+        return {"document_number": self.document_number, "document_date": self.document_date,
+                "entered_by": self.actor if on_paper else None, "entry_reason": self.entry_reason}
 
 
 class _Known(NamedTuple):
@@ -135,7 +145,7 @@ def _check(plan, known: _Known, sub: Submission, as_of, problems: list[str]) -> 
         return None
     return _Accepted(w, sub, late, element, dict(work_item_id=w.id, unit_code=unit.code,
                                                   submitted_at=sub.submitted_at, recorded_at=as_of,
-                                                  payload=sub.payload, total=total))
+                                                  payload=sub.payload, total=total, **sub.paper()))
 
 
 def _no_open_item(known: _Known, unit, sub: Submission, candidates: list) -> str | None:
@@ -189,8 +199,15 @@ def _record(conn, plan, won: list[_Accepted], as_of) -> None:
             conn.execute(update(s.instances).where(s.instances.c.id == inst.id).values(variables=variables))
     audit.record_all(conn, [audit.entry(
         as_of, a.item.instance_id, a.submission.actor, "task.submitted", a.item.element_id, a.submission.unit,
-        detail={"submitted_at": a.submission.submitted_at.isoformat(), "late": a.late}) for a in won])
+        detail={"submitted_at": a.submission.submitted_at.isoformat(), "late": a.late,
+                **_paper_detail(a.submission)}) for a in won])
     tokens.settle(conn, plan, {a.item.token_id for a in won}, as_of)
+
+
+def _paper_detail(sub: Submission) -> dict:
+    if sub.document_number is None:
+        return {}
+    return {**sub.paper(), "document_date": sub.document_date.isoformat() if sub.document_date else None}
 
 
 def score_payload(form, payload: dict, late: bool) -> float | None:

@@ -1,12 +1,15 @@
 """The Prefect UI, for real: a Prefect server, `planflow serve`, and headless Chromium.
 
-A server on a free port of 127.0.0.1 with its own PREFECT_HOME; `planflow serve` registers
-the deployments and automations against it and runs their flows; the plan cycle and a
-deadline sweep are started as an operator would (`prefect deployment run`). Then Chromium
-(Debian's, driven by Playwright — no browser download) opens the plan-cycle run and its
-artifacts, the overdue-units table, and fills the `submit-self-evaluation` form with a
-unit's scores. The store and the API must then show the submission, and the `advance` run
-the automation started. Screenshots go to test-output/browser/.
+A server on a free port of 127.0.0.1 with its own PREFECT_HOME and basic authentication
+(``PREFECT_SERVER_API_AUTH_STRING``; every client gives ``PREFECT_API_AUTH_STRING``);
+`planflow serve` registers the deployments and automations against it and runs their
+flows. The 2022 plan is replayed as an operator would (`prefect deployment run`): the
+replay clock set to 15/3/2022, the plan cycle; the clock to 12/12, the deadline sweep.
+Then Chromium (Debian's, driven by Playwright — no browser download) logs in, opens the
+plan-cycle run and its artifacts, the overdue-units table, and fills the
+`submit-self-evaluation` form with a unit's scores and who submits. The store and the API
+must then show the submission, received at the replay clock, and the `advance` run the
+automation started. Screenshots go to test-output/browser/.
 
 Needs /usr/bin/chromium (`apt-get install chromium`) and the `playwright` package; skipped
 without them unless PLANFLOW_REQUIRE_BROWSER=1 (CI), where it fails.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import sqlite3
@@ -33,6 +37,8 @@ CHROMIUM = "/usr/bin/chromium"
 SHOTS = REPO / "test-output" / "browser"
 BIN = Path(sys.executable).parent
 KEY = "hai-duong-dan-van-2022/2022"
+OPERATOR = "so-noi-vu:nguyen-van-a"
+SUBMITTER = "so-y-te:pham-van-d"
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
@@ -93,7 +99,11 @@ class Server:
         self.base = f"http://127.0.0.1:{port}"
         self.api = f"{self.base}/api"
         self.log = log
+        self.auth = ("planflow-admin", secrets.token_urlsafe(12))
+        login = ":".join(self.auth)
         self.env = {**_clean_env(), "PREFECT_HOME": str(home), "PREFECT_API_URL": self.api,
+                    # basic authentication: the server asks for it, every client gives it
+                    "PREFECT_SERVER_API_AUTH_STRING": login, "PREFECT_API_AUTH_STRING": login,
                     "PREFECT_UI_API_URL": self.api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                     "PREFECT_TELEMETRY_ENABLE_RESOURCE_METRICS": "false",
                     # a SQLite-backed server answers 503 when its database is locked; log those
@@ -104,14 +114,14 @@ class Server:
     def get(self, path: str):
         import httpx
 
-        r = httpx.get(f"{self.api}{path}", timeout=10)
+        r = httpx.get(f"{self.api}{path}", timeout=10, auth=self.auth)
         r.raise_for_status()
         return r.json()
 
     def post(self, path: str, body: dict):
         import httpx
 
-        r = httpx.post(f"{self.api}{path}", json=body, timeout=10)
+        r = httpx.post(f"{self.api}{path}", json=body, timeout=10, auth=self.auth)
         r.raise_for_status()
         return r.json()
 
@@ -180,10 +190,10 @@ def served(prefect_server, tmp_path):
             assert proc.poll() is None, f"planflow serve exited:\n{_tail(log_path)}"
             deployments = prefect_server.post("/deployments/filter", {})
             automations = prefect_server.post("/automations/filter", {})
-            ready = len(deployments) == 8 and len(automations) == 3 and b"serving" in log_path.read_bytes().lower()
+            ready = len(deployments) == 9 and len(automations) == 3 and b"serving" in log_path.read_bytes().lower()
             return ready and (deployments, automations)
 
-        deployments, automations = prefect_server.wait_for("8 deployments and 3 automations", registered, 90)
+        deployments, automations = prefect_server.wait_for("9 deployments and 3 automations", registered, 90)
         yield {"server": prefect_server, "store": store, "outbox": outbox, "log": log_path, "env": env,
                "deployments": {d["name"]: d for d in deployments}, "automations": automations}
     finally:
@@ -212,7 +222,35 @@ def _property(page, label: str):
         "/ancestor::div[contains(concat(' ',normalize-space(@class),' '),' schema-form-property ')][1]")
 
 
-def test_operator_runs_the_plan_from_the_prefect_ui(served):
+def _replay_clock(served, at: str) -> None:
+    """The operator moves the replay clock of the 2022 instance (the first time: starts it)."""
+    run_id = _deployment_run(served, "set-replay-clock/set-replay-clock", at=at, actor=OPERATOR,
+                             reason="Chạy lại Kế hoạch năm 2022")
+    run = served["server"].wait_run(run_id, 60)
+    assert run["state"]["type"] == "COMPLETED", (run["state"], _tail(served["log"]))
+
+
+def _nothing_for_callers_to_choose(served, tmp_path: Path) -> None:
+    """No deployment takes a definition, a store or an instance; given anyway, they are refused
+    and the worker neither reads the file nor creates the database."""
+    server = served["server"]
+    for name, deployment in served["deployments"].items():
+        properties = set(deployment["parameter_openapi_schema"]["properties"])
+        assert not properties & {"definition", "db_url", "instance", "as_of", "submitted_at"}, name
+    import httpx
+
+    assert httpx.get(f"{server.api}/deployments/{served['deployments']['advance']['id']}", timeout=10).status_code == 401
+    attack = tmp_path / "attack.db"
+    args = [str(BIN / "prefect"), "deployment", "run", "advance/advance", "-p", "definition=/etc/passwd",
+            "-p", f"db_url=sqlite:///{attack}", "-p", f"instance={KEY}"]
+    done = subprocess.run(args, env=server.env, capture_output=True, text=True, timeout=60)
+    if done.returncode == 0:  # the server took the run: its flow refuses parameters it does not have
+        run = server.wait_run(re.search(r"UUID: ([0-9a-f-]{36})", done.stdout).group(1), 60)
+        assert run["state"]["type"] in ("FAILED", "CRASHED"), run["state"]
+    assert not attack.exists()
+
+
+def test_operator_runs_the_plan_from_the_prefect_ui(served, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     from planflow.flows.operations import ScoreSheet
@@ -220,18 +258,22 @@ def test_operator_runs_the_plan_from_the_prefect_ui(served):
     started = time.monotonic()
     server, store = served["server"], served["store"]
     assert set(served["deployments"]) == {"plan-cycle", "deadline-sweep", "advance", "submit-self-evaluation",
-                                          "review-decision", "retrigger-step", "deliver-outbox", "record-incident"}
+                                          "review-decision", "retrigger-step", "set-replay-clock", "deliver-outbox",
+                                          "record-incident"}
     cycle = served["deployments"]["plan-cycle"]
     schedule = cycle["schedules"][0]["schedule"]
     assert (schedule["cron"], schedule["timezone"]) == ("0 8 15 3 *", "Asia/Ho_Chi_Minh")
+    _nothing_for_callers_to_choose(served, tmp_path)
 
-    # the operator starts the year's cycle at its moment, then the sweep after the deadline
-    cycle_id = _deployment_run(served, "plan-cycle/plan-cycle", as_of="2022-03-15T08:00:00+07:00")
+    # the operator replays the year: the cycle at its moment, then the sweep after the deadline
+    _replay_clock(served, "2022-03-15T08:00:00+07:00")
+    cycle_id = _deployment_run(served, "plan-cycle/plan-cycle")
     run = server.wait_run(cycle_id, 120)
     assert run["state"]["type"] == "COMPLETED", (run["state"], _tail(served["log"]))
-    assert _query(store, "select key, status from instances where parent_id is null") == [(KEY, "running")]
+    assert _query(store, "select key, status, replay from instances where parent_id is null") == [(KEY, "running", 1)]
     assert len(list(served["outbox"].glob("*.eml"))) == 275
-    sweep_id = _deployment_run(served, "daily-deadline-sweep/deadline-sweep", as_of="2022-12-12T08:00:00+07:00")
+    _replay_clock(served, "2022-12-12T08:00:00+07:00")
+    sweep_id = _deployment_run(served, "daily-deadline-sweep/deadline-sweep")
     run = server.wait_run(sweep_id, 150)
     assert run["state"]["type"] == "COMPLETED", (run["state"], _tail(served["log"]))
     overdue = _query(store, "select count(*) from chases where kind = 'escalation'")[0][0]
@@ -253,6 +295,15 @@ def test_operator_runs_the_plan_from_the_prefect_ui(served):
             page.set_default_timeout(30_000)
             expect.set_options(timeout=20_000)  # a loaded 2-core machine renders slowly
 
+            # the server asks who is there: the UI's login form takes "user:password"
+            page.goto(f"{server.base}/dashboard")
+            login = page.get_by_placeholder("admin:pass")
+            expect(login).to_be_visible()
+            page.screenshot(path=SHOTS / "0-login.png", full_page=True)
+            login.fill(":".join(server.auth))
+            page.get_by_role("button", name="Login").click()
+            expect(login).to_have_count(0)
+
             # the plan-cycle run and its artifacts
             page.goto(f"{server.base}/runs/flow-run/{cycle_id}")
             expect(page.get_by_text("plan-cycle").first).to_be_visible()
@@ -267,15 +318,24 @@ def test_operator_runs_the_plan_from_the_prefect_ui(served):
             page.screenshot(path=SHOTS / "2-artifacts.png", full_page=True)
             page.get_by_text("overdue-units", exact=True).click()
             expect(page.get_by_text("Đơn vị quá hạn được đôn đốc lúc 12/12/2022 08:00").first).to_be_visible()
-            page.locator("a[href^='/artifacts/artifact/']").first.click()
-            expect(page.get_by_text(f"{overdue} Items")).to_be_visible()
+            # one table per pass of the sweep: the units overdue at 08:00, then those whose task
+            # the morning's closings opened with a rung due at that very moment
+            tables = sorted(((a["id"], json.loads(a["data"]) if isinstance(a["data"], str) else a["data"])
+                             for a in server.post("/artifacts/filter",
+                                                  {"artifacts": {"key": {"any_": ["overdue-units"]}}})),
+                            key=lambda a: -len(a[1]))
+            assert sum(len(rows) for _, rows in tables) == overdue
+            page.goto(f"{server.base}/artifacts/artifact/{tables[0][0]}")
+            expect(page.get_by_text(f"{len(tables[0][1])} Items")).to_be_visible()
             page.get_by_placeholder("Search").fill("Sở Y tế")
             cells = page.locator("td", has_text="Sở Y tế")
             expect(cells.first).to_be_visible()
             expect(page.locator("td", has_text="UBND phường Cẩm Thượng")).to_have_count(0)
             page.screenshot(path=SHOTS / "3-overdue-units.png", full_page=True)
 
-            # Sở Y tế reports late, through the deployment's custom run form
+            # Sở Y tế reports late (the replay clock: Mon 12/12 10:00), through the deployment's
+            # custom run form; the form has no field for the time of receipt
+            _replay_clock(served, "2022-12-12T10:00:00+07:00")
             deployment = served["deployments"]["submit-self-evaluation"]
             page.goto(f"{server.base}/deployments/deployment/{deployment['id']}")
             page.get_by_role("button", name="Run", exact=True).click()
@@ -288,14 +348,8 @@ def test_operator_runs_the_plan_from_the_prefect_ui(served):
                 sent[name] = top - 0.5
                 _property(page, field.title).locator("input[type=number]").fill(f"{top - 0.5:g}")
             _property(page, "evidence (Optional)").locator("textarea").fill("Báo cáo số 88/BC-SYT ngày 12/12/2022")
-            when = _property(page, "submitted_at (Optional)")
-            when.get_by_role("button", name="date-time").click()
-            when.locator("button.p-date-button__control").click()
-            picker = page.locator(".p-date-picker")
-            picker.locator("input[type=date]").fill("2022-12-12")
-            picker.locator("input[type=time]").fill("03:00")  # UTC: 10:00 in Hà Nội
-            picker.get_by_role("button", name="Apply").click()
-            expect(when.get_by_text("Dec 12th, 2022 at 3:00 AM")).to_be_visible()
+            _property(page, "actor").locator("textarea").fill(SUBMITTER)
+            expect(page.get_by_text("submitted_at")).to_have_count(0)
             page.set_viewport_size({"width": 1400, "height": 3000})  # the whole form in one picture
             _property(page, "unit").scroll_into_view_if_needed()
             page.screenshot(path=SHOTS / "4-submit-form.png")
@@ -327,12 +381,15 @@ def test_operator_runs_the_plan_from_the_prefect_ui(served):
             expect(page.get_by_text("Completed").first).to_be_visible()
             page.screenshot(path=SHOTS / "5-submission-run.png", full_page=True)
 
-            # recorded in the store, late (due Fri 9/12), with the scores from the form
+            # recorded in the store, received at the replay clock (10:00 in Hà Nội), late (due
+            # Fri 9/12), with the scores from the form and who submitted
             row = _query(store, "select s.submitted_at, s.total, s.payload, w.late from submissions s "
                                 "join work_items w on w.id = s.work_item_id where s.unit_code = 'so-y-te'")
             assert len(row) == 1
             submitted_at, total, payload, late = row[0]
             assert submitted_at.startswith("2022-12-12 03:00:00") and late == 1
+            assert _query(store, "select actor from audit where action = 'task.submitted' "
+                                 "and unit_code = 'so-y-te'") == [(SUBMITTER,)]
             payload = json.loads(payload)
             assert payload["scores"] == {k.replace("_", "."): v for k, v in sent.items()}
             assert payload["evidence"] == "Báo cáo số 88/BC-SYT ngày 12/12/2022"
@@ -340,8 +397,8 @@ def test_operator_runs_the_plan_from_the_prefect_ui(served):
 
             # the automation on planflow.unit.submitted started `advance` for the instance
             def advanced():
-                runs = [r for r in server.flow_runs("advance") if r["parameters"].get("instance") == KEY
-                        and r["created"] > run["created"]]
+                runs = [r for r in server.flow_runs("advance") if r["created"] > run["created"]
+                        and (r.get("created_by") or {}).get("type") == "AUTOMATION"]
                 return runs[0] if runs else None
 
             follow = server.wait_for("an advance run after the submission", advanced, 60)
@@ -366,7 +423,7 @@ def test_operator_runs_the_plan_from_the_prefect_ui(served):
     # and writes to Sở Nội vụ
     scores = json.dumps({k: 1 for k in ScoreSheet.model_fields})
     bad = _deployment_run(served, "submit-self-evaluation/submit-self-evaluation", unit="so-khong-ton-tai",
-                          scores=scores, submitted_at="2022-12-12T10:00:00+07:00")
+                          scores=scores, actor=SUBMITTER)
     run = server.wait_run(bad, 90)
     assert run["state"]["type"] == "FAILED" and "so-khong-ton-tai" in run["state"]["message"]
     incident = server.wait_for("a record-incident run", lambda: server.flow_runs("record-incident"), 60)[0]
@@ -378,6 +435,11 @@ def test_operator_runs_the_plan_from_the_prefect_ui(served):
     letters = _query(store, "select recipient, status from outbox where kind = 'incident'")
     assert letters and {status for _, status in letters} == {"sent"}
     assert "so-noi-vu" in {recipient for recipient, _ in letters}
+
+    # the replay clock moved three times, each by the operator, with the reason
+    moves = _query(store, "select actor, detail from audit where action = 'clock.set' order by id")
+    assert [(actor, json.loads(detail)["to"][:16]) for actor, detail in moves] == [
+        (OPERATOR, "2022-03-15T01:00"), (OPERATOR, "2022-12-12T01:00"), (OPERATOR, "2022-12-12T03:00")]
 
     deliveries = server.flow_runs("deliver-outbox")
     assert len(deliveries) == 1, [(r["name"], r["created"]) for r in deliveries]

@@ -404,6 +404,59 @@ def test_smtp_settings_from_env_hide_the_password():
         SmtpChannel.from_env(environ={"PLANFLOW_SMTP_HOST": "h", "PLANFLOW_SMTP_SECURITY": "tls"})
 
 
+def test_smtp_login_without_tls_is_refused_unless_allowed_explicitly(smtp_server, caplog):
+    """A password sent over a connection without TLS can be read on the way: refused, unless
+    the operator says so (PLANFLOW_SMTP_ALLOW_PLAINTEXT_LOGIN=1), and then logged."""
+    env = {"PLANFLOW_SMTP_HOST": "mail.haiduong.example", "PLANFLOW_SMTP_SECURITY": "none",
+           "PLANFLOW_SMTP_USER": "planflow", "PLANFLOW_SMTP_PASSWORD": "mat-khau-bi-mat"}
+    with pytest.raises(ValueError, match="PLANFLOW_SMTP_ALLOW_PLAINTEXT_LOGIN=1") as info:
+        SmtpChannel.from_env(environ=env)
+    assert "mat-khau-bi-mat" not in str(info.value) and "in clear" in str(info.value)
+    with pytest.raises(ValueError, match="without TLS"):
+        SmtpChannel("127.0.0.1", 25, security="none", user="planflow", password="x")
+    with pytest.raises(ValueError, match="ALLOW_PLAINTEXT_LOGIN must be 1 or 0"):
+        SmtpChannel.from_env(environ={**env, "PLANFLOW_SMTP_ALLOW_PLAINTEXT_LOGIN": "maybe"})
+    # no login, or TLS: nothing to refuse
+    assert SmtpChannel.from_env(environ={**env, "PLANFLOW_SMTP_USER": "", "PLANFLOW_SMTP_PASSWORD": ""}).user is None
+    assert SmtpChannel.from_env(environ={**env, "PLANFLOW_SMTP_SECURITY": "starttls"}).user == "planflow"
+    allowed = SmtpChannel.from_env(environ={**env, "PLANFLOW_SMTP_ALLOW_PLAINTEXT_LOGIN": "1"})
+    assert allowed.user == "planflow" and "mat-khau-bi-mat" not in repr(allowed)
+
+
+def test_smtp_channel_keeps_one_connection_for_a_batch(smtp_server):
+    controller, handler = smtp_server
+    peers = []
+
+    async def handle_EHLO(server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        peers.append(session.peer)
+        return responses
+
+    handler.handle_EHLO = handle_EHLO
+    channel = SmtpChannel(controller.hostname, controller.port, security="none", timeout=5)
+    _, mail = _email()
+    with channel:
+        for i in range(5):
+            channel.deliver(mail, f"run-1/reminder/{i}")
+    assert len(handler.envelopes) == 5 and len(set(peers)) == 1 and channel.connections == 1
+    channel.deliver(mail, "run-1/reminder/alone")  # outside a batch: its own connection, closed after
+    assert len(set(peers)) == 2 and channel.connections == 2
+
+
+def test_a_batch_stops_knocking_at_a_server_that_cannot_be_reached():
+    channel = SmtpChannel("127.0.0.1", free_port(), security="none", timeout=5)
+    _, mail = _email()
+    errors = []
+    with channel:
+        for i in range(3):
+            with pytest.raises(DeliveryError) as info:
+                channel.deliver(mail, f"run-1/reminder/{i}")
+            errors.append(info.value)
+    assert channel.connections == 0 and all(not e.permanent for e in errors)
+    assert "refused the connection" in str(errors[0])
+    assert str(errors[1]) == f"not sent: {errors[0]}; not tried again in this delivery run"
+
+
 def test_notifications_import_neither_prefect_nor_sqlalchemy():
     code = (
         "import sys, notifications, notifications.channels, notifications.render;"

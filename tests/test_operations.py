@@ -1,15 +1,19 @@
 """The flows operators run for real (flows/operations.py), under the session Prefect harness.
 
 Each flow is called as Prefect runs it from a deployment (a top-level flow run against the
-harness's API); the store is a SQLite file and a PostgreSQL database (``db_url``). To reach
-the later steps quickly, units' submissions are recorded through ``Engine.submit`` in
-batches at 2022 dates — what the deployments would do one unit at a time.
+harness's API). Where it works — the definition and the store, a SQLite file and a
+PostgreSQL database (``db_url``) — is the environment of the process, as ``planflow serve``
+or a worker fixes it; no flow takes it from its caller. The 2022 plan is replayed: an
+operator sets the instance's replay clock (``set-replay-clock``), and every flow runs at it.
+To reach the later steps quickly, units' submissions are recorded through ``Engine.submit``
+in batches at 2022 dates — what the deployments would do one unit at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import inspect
 import json
 import shutil
 from pathlib import Path
@@ -26,6 +30,8 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 TZ = dt.timezone(dt.timedelta(hours=7))
 KEY = "hai-duong-dan-van-2022/2022"
 ISSUED = dt.datetime(2022, 3, 15, 8, tzinfo=TZ)
+OPERATOR = "so-noi-vu:nguyen-van-a"
+REPLAY = "Chạy lại Kế hoạch năm 2022 để kiểm tra"
 REPORTS_DOWN = "cơ sở dữ liệu báo cáo không truy cập được"
 TABLES = ("instances", "tokens", "work_items", "submissions", "timers", "reports", "outbox", "audit")
 
@@ -39,14 +45,21 @@ def at(*args) -> dt.datetime:
 
 
 @pytest.fixture
-def outbox_dir(tmp_path, monkeypatch) -> Path:
+def where(db_url, plan, monkeypatch):
+    """The deployment's environment: the shipped plan and the test's store."""
+    monkeypatch.setenv("PLANFLOW_DEFINITION", str(plan.path))
+    monkeypatch.setenv("PLANFLOW_DATABASE_URL", db_url)
+
+
+@pytest.fixture
+def outbox_dir(where, tmp_path, monkeypatch) -> Path:
     folder = tmp_path / "outbox"
     monkeypatch.setenv("PLANFLOW_OUTBOX_DIR", str(folder))
     return folder
 
 
 @pytest.fixture
-def definition(tmp_path) -> str:
+def definition(where, tmp_path, monkeypatch) -> str:
     """The shipped plan with a short retry policy (1 retry, no delay), so that a step that keeps
     failing gives up in a second instead of the plan's 2 + 10 + 60 s. The policy is data."""
     folder = tmp_path / "definitions"
@@ -56,14 +69,24 @@ def definition(tmp_path) -> str:
     policy = "retry: {retries: 3, delay_s: [2, 10, 60]}"
     assert policy in text
     path.write_text(text.replace(policy, "retry: {retries: 1, delay_s: [0]}"), encoding="utf-8")
+    monkeypatch.setenv("PLANFLOW_DEFINITION", str(path))
     return str(path)
 
 
-def engine_of(definition: str, db_url: str):
-    from planflow.flows.operations import _ref
+def engine_of():
+    from planflow.flows.operations import plan_ref
     from planflow.flows.runtime import engine_for
 
-    return engine_for(_ref(definition, db_url))
+    return engine_for(plan_ref())
+
+
+def clock(when: dt.datetime, actor: str = OPERATOR, reason: str = REPLAY):
+    """An operator moves the replay clock of the 2022 instance (the first time: starts it)."""
+    from planflow.flows.operations import set_replay_clock
+
+    state = run(set_replay_clock(at=when, actor=actor, reason=reason, return_state=True))
+    assert state.is_completed(), state.message
+    return state
 
 
 def scores(plan) -> dict:
@@ -89,9 +112,12 @@ def submit(engine, units: list[str], when: dt.datetime) -> int:
 
 
 def start_quietly(engine) -> int:
-    """Start the instance and move it to the units' tasks with the engine alone: no Prefect
-    run, no letter delivered (for tests about what comes after dissemination)."""
-    root = engine.start(KEY, ISSUED)
+    """Start the instance (a replay at ISSUED) and move it to the units' tasks with the engine
+    alone: no Prefect run, no letter delivered (for tests about what comes after dissemination)."""
+    from planflow.clock import set_replay_clock
+
+    set_replay_clock(engine, KEY, ISSUED, actor=OPERATOR, reason=REPLAY)
+    root = engine.instance_id(KEY)
     while True:
         engine.advance(ISSUED, root_id=root)
         steps = engine.ready_steps(root_id=root)
@@ -156,16 +182,17 @@ def emls(folder: Path, kind: str) -> list[str]:
                   if email.message_from_bytes(p.read_bytes(), policy=email.policy.default)["X-Planflow-Kind"] == kind)
 
 
-# --- plan-cycle ------------------------------------------------------------------------
+# --- plan-cycle and the replay clock ---------------------------------------------------
 
 
 def test_plan_cycle_starts_the_year_once_and_publishes_its_artifacts(db_url, outbox_dir, plan):
     from planflow.flows.operations import plan_cycle
 
-    state = run(plan_cycle(db_url=db_url, year=2022, as_of=ISSUED, return_state=True))
+    clock(ISSUED)
+    state = run(plan_cycle(year=2022, return_state=True))
     assert state.is_completed(), state.message
     assert state.result() == KEY
-    engine = engine_of(str(plan.path), db_url)
+    engine = engine_of()
     root = engine.instance_id(KEY)
     assert root is not None
     letters = sorted(p.name for p in outbox_dir.glob("*.eml"))
@@ -185,20 +212,102 @@ def test_plan_cycle_starts_the_year_once_and_publishes_its_artifacts(db_url, out
     assert table(found["stalled"])[0]["Chi tiết"] == "Không có"
 
     # the schedule fires again, or an operator runs it twice: nothing changes
-    again = run(plan_cycle(db_url=db_url, year=2022, as_of=ISSUED, return_state=True))
+    again = run(plan_cycle(year=2022, return_state=True))
     assert again.is_completed(), again.message
     assert snapshot(engine) == before
     assert sorted(p.name for p in outbox_dir.glob("*.eml")) == letters
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_plan_cycle_refuses_another_year(db_url, outbox_dir):
+def test_plan_cycle_refuses_another_year_and_a_past_year_on_the_real_clock(db_url, outbox_dir):
     from planflow.flows.operations import plan_cycle
 
-    state = run(plan_cycle(db_url=db_url, year=2023, as_of=ISSUED, return_state=True))
+    state = run(plan_cycle(year=2023, return_state=True))
     assert state.is_failed()
     assert "plan of 2022, not 2023" in state.message
+    # today is after 2022: a live start of the 2022 plan would find every deadline long past
+    state = run(plan_cycle(return_state=True))
+    assert state.is_failed() and "set its replay clock first" in state.message
+    assert engine_of().instance_id(KEY) is None
     assert not outbox_dir.exists()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_replay_clock_is_set_by_an_operator_forward_only_and_audited(db_url, outbox_dir):
+    from planflow.flows.operations import set_replay_clock
+
+    engine = engine_of()
+    clock(ISSUED)
+    clock(at(2022, 12, 5, 10), actor="so-noi-vu:tran-thi-b", reason="Đến ngày nhận báo cáo")
+    clock(at(2022, 12, 5, 10), actor="so-noi-vu:tran-thi-b", reason="bấm lại")  # already there: nothing
+    inst = engine.instance(engine.instance_id(KEY))
+    assert inst.replay and inst.clock_at == at(2022, 12, 5, 10) and inst.started_at == ISSUED
+    before = snapshot(engine)
+    refused = {
+        "back": dict(at=at(2022, 12, 1, 8), actor=OPERATOR, reason="lùi lại"),
+        "zone": dict(at=dt.datetime(2022, 12, 6, 8), actor=OPERATOR, reason="không múi giờ"),
+        "actor": dict(at=at(2022, 12, 6, 8), actor="  ", reason="không tên"),
+        "reason": dict(at=at(2022, 12, 6, 8), actor=OPERATOR, reason=" "),
+    }
+    for what, params in refused.items():
+        state = run(set_replay_clock(**params, return_state=True))
+        assert state.is_failed(), what
+    assert "moves forward only" in run(set_replay_clock(**refused["back"], return_state=True)).message
+    assert "time zone" in run(set_replay_clock(**refused["zone"], return_state=True)).message
+    assert snapshot(engine) == before
+    with engine.db.connect() as conn:
+        rows = conn.execute(select(s.audit.c.at, s.audit.c.actor, s.audit.c.detail)
+                            .where(s.audit.c.action == "clock.set").order_by(s.audit.c.id)).all()
+    utc = dt.timezone.utc
+    assert [(r.at, r.actor, r.detail["from"], r.detail["to"], r.detail["reason"]) for r in rows] == [
+        (ISSUED, OPERATOR, None, ISSUED.astimezone(utc).isoformat(), REPLAY),
+        (at(2022, 12, 5, 10), "so-noi-vu:tran-thi-b", ISSUED.astimezone(utc).isoformat(),
+         at(2022, 12, 5, 10).astimezone(utc).isoformat(), "Đến ngày nhận báo cáo")]
+    assert all(dt.datetime.fromisoformat(r.detail["real_time"]).year > 2022 for r in rows)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_live_instance_runs_on_the_real_clock(db_url, outbox_dir, plan, monkeypatch):
+    """The plan of this year, started live: a report is received at the server's time, and
+    the instance's clock cannot be set."""
+    from planflow import clock as planflow_clock
+    from planflow.flows import operations
+    from planflow.flows.operations import plan_cycle, set_replay_clock, submit_self_evaluation
+
+    # the shipped plan is 2022's: "today", on the real clock, is pinned into 2022
+    received = dt.datetime(2022, 3, 20, 3, 0, tzinfo=dt.timezone.utc)
+    for module in (planflow_clock, operations):
+        monkeypatch.setattr(module, "real_now", lambda: received)
+    assert run(plan_cycle(return_state=True)).is_completed()
+    engine = engine_of()
+    inst = engine.instance(engine.instance_id(KEY))
+    assert not inst.replay and inst.started_at == received
+    state = run(set_replay_clock(at=at(2022, 12, 5, 10), actor=OPERATOR, reason="thử", return_state=True))
+    assert state.is_failed() and "is live" in state.message
+    state = run(submit_self_evaluation(unit="so-tu-phap", scores=sheet(plan), actor="so-tu-phap:le-van-c",
+                                       return_state=True))
+    assert state.is_completed(), state.message
+    with engine.db.connect() as conn:
+        row = conn.execute(select(s.submissions).where(s.submissions.c.unit_code == "so-tu-phap")).one()
+    assert row.submitted_at == received and row.recorded_at == received
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_daily_sweep_runs_at_the_replay_clock(db_url, outbox_dir, plan):
+    """The schedule fires on real days; a replay is swept at its own clock: nothing on a day
+    off of the replayed year, the escalations due on the first working day after the deadline."""
+    from planflow.flows.operations import daily_deadline_sweep
+
+    engine = engine_of()
+    start_quietly(engine)
+    clock(at(2022, 12, 11, 9))  # Sunday
+    assert run(daily_deadline_sweep()) == 0
+    clock(at(2022, 12, 12, 8))  # Monday after the deadline (Fri 9/12)
+    assert run(daily_deadline_sweep()) > 0
+    assert run(daily_deadline_sweep()) == 0  # the schedule firing again changes nothing
+    with engine.db.connect() as conn:
+        moments = set(conn.scalars(select(s.audit.c.at).where(s.audit.c.action.like("%escalat%"))))
+    assert moments <= {at(2022, 12, 12, 8)}
 
 
 # --- submissions and review ------------------------------------------------------------
@@ -207,51 +316,122 @@ def test_plan_cycle_refuses_another_year(db_url, outbox_dir):
 def test_refused_submissions_name_what_is_wrong_and_write_nothing(db_url, outbox_dir, plan):
     from planflow.flows.operations import submit_self_evaluation
 
-    engine = engine_of(str(plan.path), db_url)
+    engine = engine_of()
     start_quietly(engine)
+    clock(at(2022, 12, 5, 10))
     assert len(engine.open_work()) == 18 + 235
     before = snapshot(engine)
 
+    def refused(**params) -> str:
+        params = {"unit": "so-tu-phap", "scores": sheet(plan), "actor": "so-tu-phap:le-van-c", **params}
+        state = run(submit_self_evaluation(**params, return_state=True))
+        assert state.is_failed(), params
+        return state.message
+
     # above the criterion's maximum: the form's own model (pydantic) refuses it before the flow runs
-    state = run(submit_self_evaluation(unit="so-tu-phap", scores=sheet(plan, g1_1=9),
-                                       submitted_at=at(2022, 12, 5, 10), db_url=db_url, return_state=True))
-    assert state.is_failed()
-    assert "scores.g1_1" in state.message and "less than or equal to 5" in state.message
-
+    message = refused(scores=sheet(plan, g1_1=9))
+    assert "scores.g1_1" in message and "less than or equal to 5" in message
+    # a criterion the form does not have is refused, not dropped
+    message = refused(scores=sheet(plan, g9_9=5))
+    assert "scores.g9_9" in message and "Extra inputs are not permitted" in message
+    # a score given as a string is refused, not converted
+    message = refused(scores=sheet(plan, g1_1="5"))
+    assert "scores.g1_1" in message and "valid number" in message
+    # who submits is required
+    assert "actor" in refused(actor="")
+    # nobody chooses the time of receipt, nor where the flow works
+    for param in ({"submitted_at": "2022-12-01T10:00:00+07:00"}, {"db_url": "sqlite:///x.db"},
+                  {"definition": "/etc/passwd"}, {"instance": KEY}):
+        with pytest.raises(TypeError):
+            refused(**param)
     # a unit the registry does not know: the engine refuses it by name
-    state = run(submit_self_evaluation(unit="so-khong-ton-tai", scores=sheet(plan),
-                                       submitted_at=at(2022, 12, 5, 10), db_url=db_url, return_state=True))
-    assert state.is_failed()
-    assert "so-khong-ton-tai" in state.message and "not in registry" in state.message
-
+    message = refused(unit="so-khong-ton-tai")
+    assert "so-khong-ton-tai" in message and "not in registry" in message
     # a known unit with nothing to submit (Bộ Nội vụ receives the report, it does not report)
-    state = run(submit_self_evaluation(unit="bo-noi-vu", scores=sheet(plan),
-                                       submitted_at=at(2022, 12, 5, 10), db_url=db_url, return_state=True))
-    assert state.is_failed()
-    assert "bo-noi-vu" in state.message and "no open task" in state.message
-
-    # a time without a zone is refused too
-    state = run(submit_self_evaluation(unit="so-tu-phap", scores=sheet(plan),
-                                       submitted_at=dt.datetime(2022, 12, 5, 10), db_url=db_url, return_state=True))
-    assert state.is_failed() and "time zone" in state.message
-
+    message = refused(unit="bo-noi-vu")
+    assert "bo-noi-vu" in message and "no open task" in message
+    # a paper report dated after it is received
+    message = refused(paper={"document_number": "12/BC-STP", "document_date": "2022-12-06", "reason": "nhập thay"})
+    assert "12/BC-STP" in message and "after it was received" in message
     assert snapshot(engine) == before
+
+
+def test_a_backdated_report_is_received_at_the_instances_clock(db_url, outbox_dir, plan):
+    """Sở Y tế, escalated after the deadline (Fri 9/12), cannot report "on 8/12": its report is
+    received when the instance's clock says, late, without the on-time points."""
+    from planflow.flows.operations import submit_self_evaluation
+
+    engine = engine_of()
+    start_quietly(engine)
+    clock(at(2022, 12, 12, 10))
+    state = run(submit_self_evaluation(unit="so-y-te", scores=sheet(plan), actor="so-y-te:pham-van-d",
+                                       note="Báo cáo ngày 08/12/2022", return_state=True))
+    assert state.is_completed(), state.message
+    with engine.db.connect() as conn:
+        row = conn.execute(select(s.submissions).where(s.submissions.c.unit_code == "so-y-te")).one()
+        item = conn.execute(select(s.work_items).where(s.work_items.c.id == row.work_item_id)).one()
+        audit = conn.execute(select(s.audit).where(s.audit.c.action == "task.submitted")).one()
+    assert row.submitted_at == at(2022, 12, 12, 10) and item.late
+    assert row.total == 95  # the unit's own 95 points; nothing for reporting on time
+    assert row.document_number is None and row.entered_by is None
+    assert audit.actor == "so-y-te:pham-van-d" and audit.detail == {
+        "submitted_at": at(2022, 12, 12, 10).astimezone(dt.timezone.utc).isoformat(), "late": True}
+
+
+def test_a_paper_report_carries_its_document_and_who_entered_it(db_url, outbox_dir, plan):
+    """Sở Tư pháp reported on paper (văn bản số 12/BC-STP ngày 08/12/2022); Sở Nội vụ enters it
+    on 12/12: received then, its document's number and date kept, shown in the report."""
+    from planflow.flows.operations import advance, submit_self_evaluation
+    from planflow.report import latest_markdown
+
+    engine = engine_of()
+    root = start_quietly(engine)
+    others = [c for c in codes(plan, "departments") if c != "so-tu-phap"]
+    submit(engine, others + codes(plan, "communes"), at(2022, 11, 21, 10))
+    clock(at(2022, 11, 21, 10, 5))
+    assert run(advance(return_state=True)).is_completed()
+    submit(engine, codes(plan, "districts"), at(2022, 11, 22, 10))
+    clock(at(2022, 12, 12, 9))
+    paper = {"document_number": "12/BC-STP", "document_date": "2022-12-08",
+             "reason": "Sở Tư pháp gửi báo cáo bằng văn bản giấy"}
+    state = run(submit_self_evaluation(unit="so-tu-phap", scores=sheet(plan), actor=OPERATOR, paper=paper,
+                                       return_state=True))
+    assert state.is_completed(), state.message
+    with engine.db.connect() as conn:
+        row = conn.execute(select(s.submissions).where(s.submissions.c.unit_code == "so-tu-phap")).one()
+        audit = conn.execute(select(s.audit).where(s.audit.c.action == "task.submitted",
+                                                   s.audit.c.unit_code == "so-tu-phap")).one()
+    assert row.submitted_at == at(2022, 12, 12, 9)  # received: the instance's clock
+    assert (row.document_number, row.document_date, row.entered_by, row.entry_reason) == (
+        "12/BC-STP", dt.date(2022, 12, 8), OPERATOR, "Sở Tư pháp gửi báo cáo bằng văn bản giấy")
+    assert audit.actor == OPERATOR
+    assert audit.detail["document_number"] == "12/BC-STP" and audit.detail["document_date"] == "2022-12-08"
+    assert audit.detail["entered_by"] == OPERATOR and audit.detail["late"] is True
+
+    assert run(advance(return_state=True)).is_completed()
+    report = latest_markdown(engine, root)
+    line = next(x for x in report.splitlines() if "| Sở Tư pháp |" in x)
+    assert "Văn bản số 12/BC-STP ngày 08/12/2022" in line
+    assert "| 1 | Sở Tư pháp | 12/BC-STP | 08/12/2022 | 12/12/2022 09:00 | so-noi-vu:nguyen-van-a |" in report
 
 
 def test_submission_then_advance_moves_the_plan_through_review_to_publication(db_url, outbox_dir, plan):
     from planflow.flows.operations import advance, plan_cycle, review_decision, submit_self_evaluation
 
-    assert run(plan_cycle(db_url=db_url, as_of=ISSUED, return_state=True)).is_completed()
-    engine = engine_of(str(plan.path), db_url)
+    clock(ISSUED)
+    assert run(plan_cycle(return_state=True)).is_completed()
+    engine = engine_of()
     root = engine.instance_id(KEY)
     departments = [c for c in codes(plan, "departments") if c != "so-tu-phap"]
     submit(engine, departments + codes(plan, "communes"), at(2022, 11, 21, 10))
-    assert run(advance(db_url=db_url, as_of=at(2022, 11, 21, 10, 5), return_state=True)).is_completed()
+    clock(at(2022, 11, 21, 10, 5))
+    assert run(advance(return_state=True)).is_completed()
     submit(engine, codes(plan, "districts"), at(2022, 11, 22, 10))
 
     # the last unit reports through the operator form
+    clock(at(2022, 12, 5, 10))
     state = run(submit_self_evaluation(unit="so-tu-phap", scores=sheet(plan, g1_1=4.5), evidence="Báo cáo số 12/BC-STP",
-                                       submitted_at=at(2022, 12, 5, 10), db_url=db_url, return_state=True))
+                                       actor="so-tu-phap:le-van-c", return_state=True))
     assert state.is_completed(), state.message
     with engine.db.connect() as conn:
         row = conn.execute(select(s.submissions).where(s.submissions.c.unit_code == "so-tu-phap")).one()
@@ -261,29 +441,40 @@ def test_submission_then_advance_moves_the_plan_through_review_to_publication(db
     assert float(progress.data) == 100
 
     # what the automation on planflow.unit.submitted starts: aggregation, report, review request
-    state = run(advance(db_url=db_url, instance=KEY, as_of=at(2022, 12, 5, 10, 5), return_state=True))
+    clock(at(2022, 12, 5, 10, 5))
+    state = run(advance(return_state=True))
     assert state.is_completed(), state.message
     assert [w.element_id for w in engine.open_work(root)] == ["review"]
     report = artifacts(flow_run_id(state), "report")["report"]
     assert "# BÁO CÁO" in report.data
     assert len(emls(outbox_dir, "report-upward")) == len(plan.registry.group("report_to"))
 
-    # Ban Dân vận Tỉnh ủy sends it back, then approves the revised report
-    state = run(review_decision(decision="return", comment="Bổ sung số liệu cấp xã", db_url=db_url,
-                                decided_at=at(2022, 12, 20, 9), return_state=True))
+    # Ban Dân vận Tỉnh ủy sends it back, then approves the revised report; the reviewer is named
+    reviewer = "ban-dan-van-tinh-uy:hoang-thi-e"
+    clock(at(2022, 12, 20, 9))
+    assert "actor" in run(review_decision(decision="return", actor=" ", return_state=True)).message
+    state = run(review_decision(decision="return", comment="Bổ sung số liệu cấp xã", actor=reviewer,
+                                return_state=True))
     assert state.is_completed(), state.message
-    assert run(advance(db_url=db_url, as_of=at(2022, 12, 20, 9, 5), return_state=True)).is_completed()
+    assert run(advance(return_state=True)).is_completed()
     assert [w.element_id for w in engine.open_work(root)] == ["review"]
     with engine.db.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(s.reports).where(s.reports.c.instance_id == root)) == 2
-    state = run(review_decision(decision="approve", db_url=db_url, decided_at=at(2022, 12, 27, 9), return_state=True))
+    clock(at(2022, 12, 27, 9))
+    state = run(review_decision(decision="approve", actor=reviewer, return_state=True))
     assert state.is_completed(), state.message
-    assert run(advance(db_url=db_url, as_of=at(2022, 12, 27, 9, 5), return_state=True)).is_completed()
+    assert run(advance(return_state=True)).is_completed()
     assert engine.instance(root).status == "completed"
     assert len(emls(outbox_dir, "publication")) == len(plan.registry.group("recipients"))
+    with engine.db.connect() as conn:
+        decisions = conn.execute(select(s.audit.c.at, s.audit.c.actor).where(
+            s.audit.c.action == "task.submitted", s.audit.c.unit_code == "ban-dan-van-tinh-uy")
+            .order_by(s.audit.c.id)).all()
+    assert [(d.at, d.actor) for d in decisions] == [(at(2022, 12, 20, 9), reviewer), (at(2022, 12, 27, 9), reviewer)]
 
     # a decision when nothing waits for one is refused by name
-    state = run(review_decision(decision="approve", db_url=db_url, decided_at=at(2022, 12, 28, 9), return_state=True))
+    clock(at(2022, 12, 28, 9))
+    state = run(review_decision(decision="approve", actor=reviewer, return_state=True))
     assert state.is_failed() and "ban-dan-van-tinh-uy" in state.message
 
 
@@ -325,16 +516,18 @@ def test_failed_aggregation_retriggered_completes_without_duplicate_letters(
     from planflow.flows.operations import advance, plan_cycle, retrigger_step
     from planflow.notifications import safe_key
 
-    assert run(plan_cycle(definition=definition, db_url=db_url, as_of=ISSUED, return_state=True)).is_completed()
-    engine = engine_of(definition, db_url)
+    clock(ISSUED)
+    assert run(plan_cycle(return_state=True)).is_completed()
+    engine = engine_of()
     root = engine.instance_id(KEY)
     submit(engine, codes(plan, "departments") + codes(plan, "communes"), at(2022, 11, 21, 10))
-    assert run(advance(definition=definition, db_url=db_url, as_of=at(2022, 11, 21, 10, 5),
-                       return_state=True)).is_completed()
+    clock(at(2022, 11, 21, 10, 5))
+    assert run(advance(return_state=True)).is_completed()
     submit(engine, codes(plan, "districts"), at(2022, 11, 22, 10))
 
     # every unit has reported: Sở Nội vụ aggregates — and the reports database is down
-    state = run(advance(definition=definition, db_url=db_url, as_of=at(2022, 11, 22, 10, 5), return_state=True))
+    clock(at(2022, 11, 22, 10, 5))
+    state = run(advance(return_state=True))
     assert state.is_failed()
     assert REPORTS_DOWN in state.message
     assert reports_database["calls"] == 2  # the first try and the one retry of the policy
@@ -355,8 +548,9 @@ def test_failed_aggregation_retriggered_completes_without_duplicate_letters(
 
     # the database is back: an operator re-triggers the step, saying who and why
     reports_database["now"] = False
+    clock(at(2022, 11, 23, 8))
     state = run(retrigger_step(step="aggregate", reason="Máy chủ CSDL báo cáo đã khôi phục", actor="so-noi-vu:tran-thi-b",
-                               definition=definition, db_url=db_url, as_of=at(2022, 11, 23, 8), return_state=True))
+                               return_state=True))
     assert state.is_completed(), state.message
     assert state.result() == 1
     assert [w.element_id for w in engine.open_work(root)] == ["review"]
@@ -381,8 +575,7 @@ def test_failed_aggregation_retriggered_completes_without_duplicate_letters(
     # re-triggering again changes nothing: no step run, no letter, no audit line
     before, files = snapshot(engine), sorted(p.name for p in outbox_dir.glob("*.eml"))
     calls = reports_database["calls"]
-    state = run(retrigger_step(step="aggregate", reason="bấm lại", actor="so-noi-vu:tran-thi-b",
-                               definition=definition, db_url=db_url, as_of=at(2022, 11, 23, 9), return_state=True))
+    state = run(retrigger_step(step="aggregate", reason="bấm lại", actor="so-noi-vu:tran-thi-b", return_state=True))
     assert state.is_completed(), state.message
     assert state.result() == 0
     assert snapshot(engine) == before
@@ -394,30 +587,35 @@ def test_failed_aggregation_retriggered_completes_without_duplicate_letters(
 def test_retrigger_names_the_steps_it_knows(db_url, outbox_dir, plan):
     from planflow.flows.operations import retrigger_step
 
-    start_quietly(engine_of(str(plan.path), db_url))
-    state = run(retrigger_step(step="tong-hop", reason="thử", actor="x", db_url=db_url, return_state=True))
+    start_quietly(engine_of())
+    state = run(retrigger_step(step="tong-hop", reason="thử", actor="x", return_state=True))
     assert state.is_failed()
     assert "'tong-hop' is not a step" in state.message and "aggregate" in state.message
+    for missing in ({"actor": ""}, {"reason": " "}):
+        state = run(retrigger_step(**{"step": "aggregate", "reason": "thử", "actor": "x", **missing},
+                                   return_state=True))
+        assert state.is_failed() and next(iter(missing)) in state.message
 
 
-def test_retrigger_sends_the_letters_a_step_could_not_send(db_url, tmp_path, monkeypatch, plan):
+def test_retrigger_sends_the_letters_a_step_could_not_send(db_url, where, tmp_path, monkeypatch, plan):
     """The plan went out while its outbox could not be written (a path under a file): the
     letters failed for good; once the folder is right, re-triggering the step sends them."""
     from planflow.flows.operations import deliver_outbox, retrigger_step
 
-    engine = engine_of(str(plan.path), db_url)
+    engine = engine_of()
     start_quietly(engine)  # dissemination queued, not delivered
     (tmp_path / "not-a-folder").write_text("")
     monkeypatch.setenv("PLANFLOW_OUTBOX_DIR", str(tmp_path / "not-a-folder" / "outbox"))
-    assert run(deliver_outbox(db_url=db_url, return_state=True)).is_completed()
+    assert run(deliver_outbox(return_state=True)).is_completed()
     failed = [x for x in engine.stalled(engine.instance_id(KEY)) if x["kind"] == "notification-failed"]
     recipients = len(plan.registry.group("recipients"))
     assert len([x for x in failed if x["step"] == "disseminate"]) == recipients
 
     good = tmp_path / "outbox"
     monkeypatch.setenv("PLANFLOW_OUTBOX_DIR", str(good))
+    clock(at(2022, 3, 16, 8))
     state = run(retrigger_step(step="disseminate", reason="Sửa thư mục hộp thư đi", actor="quan-tri",
-                               db_url=db_url, as_of=at(2022, 3, 16, 8), return_state=True))
+                               return_state=True))
     assert state.is_completed(), state.message
     assert state.result() == recipients
     assert len(emls(good, "dissemination")) == recipients
@@ -446,6 +644,7 @@ def test_the_form_is_built_on_first_use_with_one_field_per_criterion(plan, tmp_p
     form = plan.forms["self-evaluation"]
     criteria = {code: item for code, item in form.items.items() if not item.auto_from_workflow}
     assert list(fields) == [code.replace(".", "_") for code in criteria]
+    assert flow.parameters.model_dump()["definitions"]["ScoreSheet"]["additionalProperties"] is False
     for code, item in criteria.items():
         field = fields[code.replace(".", "_")]
         assert field["title"] == f"{code}. {item.title}" and field["maximum"] == item.max
@@ -469,10 +668,70 @@ def test_prefect_yaml_declares_the_deployments_planflow_serve_registers():
         path, function = d["entrypoint"].split(":")
         assert path == "planflow.flows.operations" and getattr(operations, function) is flows[name], name
         assert d["work_pool"]["name"] == "planflow"
-        assert (REPO / d["parameters"]["definition"]).exists()
+        assert set(d.get("parameters") or {}) <= {"year"}, name
     assert deployments["plan-cycle"]["parameters"]["year"] == 2022
     assert [(s["cron"], s["timezone"]) for s in deployments["plan-cycle"]["schedules"]] == [
         ("0 8 15 3 *", "Asia/Ho_Chi_Minh")]
     assert [(s["cron"], s["timezone"]) for s in deployments["deadline-sweep"]["schedules"]] == [
         (sweep_cron(load_plan(PLAN)), "Asia/Ho_Chi_Minh")]
     assert all("schedules" not in d for n, d in deployments.items() if n not in ("plan-cycle", "deadline-sweep"))
+
+
+# --- what a caller may choose ------------------------------------------------------------
+
+WHERE_OR_WHEN = {"definition", "db_url", "instance", "as_of", "submitted_at", "decided_at"}
+
+
+def test_no_deployed_flow_lets_its_caller_choose_the_file_the_store_or_the_time(monkeypatch):
+    """The deployments' parameters, as the server keeps them: none names a definition, a
+    store, an instance or a moment; operators' actions require an actor."""
+    from planflow.flows.serve import deployments
+    from tests.conftest import PLAN
+
+    monkeypatch.delenv("PLANFLOW_DATABASE_URL", raising=False)
+    deps = {d.name: d for d in run(deployments(str(PLAN)))}
+    assert len(deps) == 9
+    for name, d in deps.items():
+        schema = d._parameter_openapi_schema.model_dump()  # what the server keeps and the UI renders
+        properties = set(schema["properties"])
+        assert not properties & WHERE_OR_WHEN, (name, properties)
+        assert not set(d.parameters) & WHERE_OR_WHEN, name
+        if "operator" in d.tags:
+            assert "actor" in schema["required"], name
+    assert deps["plan-cycle"].parameters == {"year": 2022}
+
+
+def test_the_work_pool_template_lets_no_caller_set_environment_command_or_folder():
+    """``prefect work-pool create planflow --base-job-template work-pool.json``: a run's job
+    variables (which any API caller may give) cannot change what the worker runs, where, or
+    with which settings (PLANFLOW_DATABASE_URL, PLANFLOW_DEFINITION): the server refuses a
+    run with job variables the template does not have."""
+    import uuid
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    template = json.loads((REPO / "work-pool.json").read_text(encoding="utf-8"))
+    assert not {"env", "command", "working_dir"} & set(template["variables"]["properties"])
+    assert template["variables"]["additionalProperties"] is False
+    config = json.dumps(template["job_configuration"])
+    assert "{{ env }}" not in config and "{{ command }}" not in config and "{{ working_dir }}" not in config
+
+    async def runs_with(job_variables: dict):
+        pool = f"planflow-{uuid.uuid4().hex[:8]}"
+        async with get_client() as client:
+            await client.create_work_pool(WorkPoolCreate(name=pool, type="process", base_job_template=template))
+            flow_id = await client.create_flow_from_name("advance")
+            deployment = await client.create_deployment(flow_id=flow_id, name=pool, work_pool_name=pool,
+                                                        entrypoint="planflow.flows.operations:advance")
+            try:
+                return await client.create_flow_run_from_deployment(deployment, job_variables=job_variables)
+            except Exception as exc:  # noqa: BLE001 - what the server answered
+                return exc
+
+    assert not isinstance(run(runs_with({"stream_output": False})), Exception)
+    for attack in ({"env": {"PLANFLOW_DATABASE_URL": "sqlite:////tmp/planflow-attack.db"}},
+                   {"env.PLANFLOW_DEFINITION": "/etc/passwd"}, {"command": "touch /tmp/planflow-attack"},
+                   {"working_dir": "/tmp"}):
+        refused = run(runs_with(attack))
+        assert isinstance(refused, Exception) and "Additional properties are not allowed" in str(refused), attack

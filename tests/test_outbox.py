@@ -36,7 +36,7 @@ sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def smtp(monkeypatch):
     """``start(port=None, **kw)`` runs a server on 127.0.0.1 and points PLANFLOW_SMTP_* at it."""
     controllers = []
-    for name in ("USER", "PASSWORD", "PASSWORD_BLOCK", "TIMEOUT"):
+    for name in ("USER", "PASSWORD", "PASSWORD_BLOCK", "TIMEOUT", "ALLOW_PLAINTEXT_LOGIN"):
         monkeypatch.delenv(f"PLANFLOW_SMTP_{name}", raising=False)
     monkeypatch.setenv("PLANFLOW_SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("PLANFLOW_SMTP_SECURITY", "none")
@@ -78,6 +78,20 @@ def state(db_url, tmp_path):
     ref = RunRef(definition=str(PLAN), db_url=db_url, root_key=key, outbox_dir=str(tmp_path / "outbox"))
     assert len(_rows(db_url)) == 40
     return ref, plan
+
+
+class Sessions(Mailbox):
+    """A mailbox that also counts the SMTP connections (sessions) it was sent mail on."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sessions: list[tuple] = []
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if session.peer not in self.sessions:
+            self.sessions.append(session.peer)
+        return responses
 
 
 def _rows(db_url):
@@ -192,8 +206,9 @@ def test_refused_address_is_an_incident_listed_and_retried(state, smtp, db_url):
     from planflow.flows.delivery import deliver_pending
 
     ref, plan = state
-    mailbox, _ = smtp(mailbox=Mailbox(refuse=(REFUSED,)))
+    mailbox, _ = smtp(mailbox=Sessions(refuse=(REFUSED,)))
     assert deliver_pending(ref, AS_OF) == 39  # a permanent failure does not raise
+    assert len(mailbox.sessions) == 1  # the refusal did not cost the batch its connection
     rows = {r.recipient: r for r in _rows(db_url)}
     assert rows["so-y-te"].status == "failed" and rows["so-y-te"].attempts == 1
     assert "550" in rows["so-y-te"].last_error
@@ -317,17 +332,80 @@ def test_rows_left_sending_are_taken_over_after_the_lease_or_when_the_claimant_d
 
 
 @sqlite_only
-def test_file_channel_writes_one_file_per_row_even_when_redelivered(state, db_url, monkeypatch, tmp_path):
+def test_a_row_taken_over_is_not_written_twice_by_the_file_channel(state, db_url, monkeypatch, tmp_path, caplog):
+    """The deliverer wrote a letter's file and died before marking its row: the row, left
+    ``sending``, is taken over and delivered again — and the file channel writes no second
+    copy: the first file stays as it was (same bytes, same time), no other file appears."""
+    import time
+
     from planflow.flows.delivery import deliver_pending
 
     monkeypatch.delenv("PLANFLOW_SMTP_HOST", raising=False)
     ref, _ = state
+    folder = tmp_path / "outbox"
     assert deliver_pending(ref, AS_OF) == 40
     first = _rows(db_url)[0]
-    # as if the deliverer had died after writing the file, before marking the row
-    _set(db_url, first.id, status="sending", claimed_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1))
+    _set(db_url, first.id, status="sending", sent_at=None,
+         claimed_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1), claimed_by="dead-host:1:dead")
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.iterdir()}
+    time.sleep(0.01)
+    later = AS_OF + dt.timedelta(days=1)  # a later Date header, were the letter built again
+    with caplog.at_level("INFO"):
+        assert deliver_pending(ref, later) == 1
+    after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.iterdir()}
+    assert after == before and len(after) == 40
+    assert "taking over from dead-host:1:dead" in caplog.text and "not written again" in caplog.text
+    row = {r.id: r for r in _rows(db_url)}[first.id]
+    assert (row.status, row.attempts, row.sent_at) == ("sent", 2, later)
+
+
+@sqlite_only
+def test_a_row_taken_over_goes_again_by_smtp_with_the_same_message_id(state, smtp, db_url):
+    """SMTP cannot un-send: a row taken over is sent again, with the same Message-ID, so the
+    receiving side can drop the repeat (README, "Notifications")."""
+    from planflow.flows.delivery import deliver_pending
+
+    ref, _ = state
+    mailbox, _ = smtp(mailbox=Sessions())
+    assert deliver_pending(ref, AS_OF) == 40
+    first = _rows(db_url)[0]
+    _set(db_url, first.id, status="sending", claimed_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1),
+         claimed_by="dead-host:1:dead")
     assert deliver_pending(ref, AS_OF) == 1
-    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 40
+    ids = Counter(email.message_from_bytes(e.content, policy=email.policy.default)["Message-ID"]
+                  for e in mailbox.envelopes)
+    assert len(mailbox.envelopes) == 41 and len(ids) == 40
+    (repeated, times), = [(i, n) for i, n in ids.items() if n > 1]
+    assert times == 2
+    assert len(mailbox.sessions) == 2  # one connection per delivery run, not one per letter
+
+
+def test_one_smtp_connection_per_delivery_batch(state, smtp, db_url):
+    from planflow.flows.delivery import deliver_pending
+
+    ref, plan = state
+    mailbox, _ = smtp(mailbox=Sessions())
+    assert deliver_pending(ref, AS_OF) == 40
+    assert len(mailbox.envelopes) == 40 and len(mailbox.sessions) == 1
+
+
+@sqlite_only
+def test_a_server_that_closes_the_connection_gets_a_new_one_for_the_next_letter(state, smtp, db_url):
+    """The server hangs up after each letter (a limit of one message per session): the batch
+    opens a new connection for the next letter, and every letter goes once."""
+    from planflow.flows.delivery import deliver_pending
+
+    class OnePerSession(Sessions):
+        async def handle_DATA(self, server, session, envelope):
+            reply = await super().handle_DATA(server, session, envelope)
+            asyncio.get_running_loop().call_soon(server.transport.close)  # once the reply is out
+            return reply
+
+    ref, plan = state
+    mailbox, _ = smtp(mailbox=OnePerSession())
+    assert deliver_pending(ref, AS_OF) == 40
+    assert mailbox.per_recipient() == Counter({a: 1 for a in _addresses(plan)})
+    assert len(mailbox.sessions) == 40
 
 
 @sqlite_only
@@ -420,10 +498,15 @@ def test_smtp_password_from_a_prefect_secret_block(prefect_harness, state, smtp,
         return AuthResult(success=auth_data.password == password.encode())
 
     Secret(value=password).save("planflow-smtp-test", overwrite=True)
-    mailbox, _ = smtp(authenticator=authenticator, auth_required=True, auth_require_tls=False)
+    mailbox, _ = smtp(mailbox=Sessions(), authenticator=authenticator, auth_required=True, auth_require_tls=False)
     monkeypatch.setenv("PLANFLOW_SMTP_USER", "planflow")
     monkeypatch.setenv("PLANFLOW_SMTP_PASSWORD", "not-this-one")
     monkeypatch.setenv("PLANFLOW_SMTP_PASSWORD_BLOCK", "planflow-smtp-test")
+    # this test server has no TLS: a login in clear is refused until the operator allows it
+    with pytest.raises(ValueError, match="PLANFLOW_SMTP_ALLOW_PLAINTEXT_LOGIN"):
+        deliver_pending(ref, AS_OF)
+    assert logins == [] and {r.status for r in _rows(db_url)} == {"pending"}
+    monkeypatch.setenv("PLANFLOW_SMTP_ALLOW_PLAINTEXT_LOGIN", "1")
 
     @flow(name="deliver-with-secret")
     async def deliver_flow():
@@ -431,7 +514,8 @@ def test_smtp_password_from_a_prefect_secret_block(prefect_harness, state, smtp,
 
     with caplog.at_level("DEBUG"):
         assert asyncio.run(deliver_flow()) == 40
-    assert len(mailbox.envelopes) == 40 and set(logins) == {(b"planflow", password.encode())}
+    assert len(mailbox.envelopes) == 40 and logins == [(b"planflow", password.encode())]  # one login
+    assert len(mailbox.sessions) == 1
     assert password not in caplog.text
 
     monkeypatch.setenv("PLANFLOW_SMTP_PASSWORD_BLOCK", "no-such-block")

@@ -38,6 +38,7 @@ ENGINE_METHODS = [
 ENGINE_FOR_FLOWS = {
     "planflow": PLANFLOW,
     "planflow.aggregation": ["GROUP_NAMES"],
+    "planflow.clock": ["ClockError", "now_of", "real_now", "set_replay_clock"],
     "planflow.definitions": ["shipped"],
     "planflow.outbox": ["STATUSES", "claim", "deliverable", "env_number", "mark_sent", "max_attempts", "release",
                         "render_context", "requeue_failed", "statuses", "worker_id"],
