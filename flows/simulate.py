@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from planflow import load_plan, load_scenario, outbox
+from planflow.documents import documents_dir, export, write_latest
 from planflow.report import latest_markdown
 from planflow.scenario import default_scenario
 from planflow.simulation import first_start, run_year
@@ -30,6 +32,8 @@ class Result:
     summary: dict
     report: str | None
     out_dir: Path
+    documents: list[Path] | None = None  # report.docx, report.pdf (when LibreOffice is there), annex.xlsx
+    documents_note: str = ""  # why there is no PDF
 
 
 @dataclass
@@ -70,6 +74,13 @@ async def run_simulation(definition: Path, scenario_path: Path | None, out_dir: 
     report = latest_markdown(engine, root)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+    result = Result(summary=summary, report=report, out_dir=out_dir)
     if report:
         (out_dir / "report.md").write_text(report, encoding="utf-8")
-    return Result(summary=summary, report=report, out_dir=out_dir)
+        # the aggregation step wrote them (documents/ beside the outbox); written now if it did not
+        docs = write_latest(engine, root, documents_dir(ref.outbox_dir))
+        if docs is not None:
+            result.documents, result.documents_note = export(docs, out_dir), docs.note
+            if docs.note:  # no LibreOffice: the DOCX and XLSX are there, the PDF is not
+                print(f"report.pdf not written: {docs.note}", file=sys.stderr)
+    return result

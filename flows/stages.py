@@ -17,6 +17,7 @@ from prefect.events import emit_event
 from prefect.tasks import exponential_backoff
 
 from planflow import Submission, outbox
+from planflow.documents import documents_dir, write_latest
 from planflow.notifications.vn_format import short_datetime
 from planflow.flows.delivery import backoff_seconds, deliver_pending
 from planflow.flows.runtime import RunRef, engine_for, root_id
@@ -64,12 +65,31 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+@task(cache_policy=NO_CACHE, task_run_name="write-report-documents")
+def write_report_documents(ref: RunRef) -> dict | None:
+    """Write the latest report as report.docx, report.pdf and annex.xlsx in the documents
+    folder (``PLANFLOW_DOCUMENTS_DIR``, else ``documents/`` beside the outbox), once per
+    round. The report is recorded already and its documents can be made again from it, so a
+    failure here is logged, not raised: the next run of the stage writes them."""
+    logger = get_run_logger()
+    try:
+        docs = write_latest(engine_for(ref), root_id(ref), documents_dir(ref.outbox_dir))
+    except Exception:  # noqa: BLE001 - e.g. a plan's own template that does not render
+        logger.exception("Báo cáo chưa được ghi thành văn bản / the report's documents were not written")
+        return None
+    if docs is None:
+        return None
+    logger.info("Báo cáo lần %d: %s trong %s%s", docs.round, ", ".join(p.name for p in docs.files), docs.folder,
+                f" ({docs.note})" if docs.note else "")
+    return {"folder": str(docs.folder), "files": [p.name for p in docs.files], "note": docs.note}
+
+
 async def drive_stage(ref: RunRef, stage: str, as_of: dt.datetime) -> int:
     """Run this stage's ready steps until none is left; return how many tokens moved."""
     engine = engine_for(ref)
     root = root_id(ref)
     moved = 0
-    queued = False
+    queued = aggregated = False
     while True:
         engine.advance(as_of, root_id=root)
         steps = engine.ready_steps(stage=stage, root_id=root)
@@ -83,6 +103,9 @@ async def drive_stage(ref: RunRef, stage: str, as_of: dt.datetime) -> int:
                 retries=policy.retries, retry_delay_seconds=list(policy.delay_s))
             moved += runner(ref, step.element_id, list(step.token_ids), as_of)
             queued = queued or element.type == "sendTask"
+            aggregated = aggregated or getattr(element, "handler", None) == "aggregate"
+    if aggregated:
+        write_report_documents(ref)
     if queued:
         delivery_task()(ref, as_of)
     return moved

@@ -29,6 +29,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from email.header import Header
 from email.message import EmailMessage
+from email import encoders
+from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr, parseaddr
@@ -78,9 +80,11 @@ def message_id_for(key: str) -> str:
 
 
 def build_email(
-    message: Message, *, sender: str, to: list[str], message_id: str, date: datetime
+    message: Message, *, sender: str, to: list[str], message_id: str, date: datetime,
+    attachments: list[tuple[str, bytes, str]] = (),
 ) -> EmailMessage:
-    """A multipart/alternative (text, then HTML) UTF-8 e-mail for ``message``.
+    """A multipart/alternative (text, then HTML) UTF-8 e-mail for ``message``; with ``attachments``
+    ((file name, bytes, MIME type) each) a multipart/mixed of that part, then each file (base64).
 
     Built with the stdlib's compat32 MIME classes: the Subject is an RFC 2047 encoded word,
     the bodies base64 (compact for Vietnamese, where quoted-printable doubles every
@@ -93,15 +97,24 @@ def build_email(
         raise ValueError("an e-mail needs at least one recipient")
     if date.tzinfo is None or date.utcoffset() is None:
         raise ValueError("the Date of an e-mail must be a timezone-aware datetime")
-    msg = MIMEMultipart("alternative")
+    body = MIMEMultipart("alternative")
+    body.attach(MIMEText(message.text, "plain", "utf-8"))
+    body.attach(MIMEText(message.html, "html", "utf-8"))
+    msg = MIMEMultipart("mixed", _subparts=[body]) if attachments else body
+    if attachments:
+        for name, data, mime_type in attachments:
+            maintype, _, subtype = mime_type.partition("/")
+            part = MIMEBase(maintype, subtype)
+            part.set_payload(data)
+            encoders.encode_base64(part)
+            part.add_header("Content-Disposition", "attachment", filename=name)
+            msg.attach(part)
     msg["Subject"] = Header(message.subject, "utf-8")
     msg["From"] = _address(sender)
     msg["To"] = ", ".join(_address(a) for a in to)
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = message_id_for(message_id)
     msg["X-Planflow-Kind"] = message.kind
-    msg.attach(MIMEText(message.text, "plain", "utf-8"))
-    msg.attach(MIMEText(message.html, "html", "utf-8"))
     return msg
 
 
