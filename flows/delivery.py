@@ -8,6 +8,9 @@ setup needs no mail server. With ``PLANFLOW_SMTP_HOST`` set, mail goes out by SM
 ``PLANFLOW_SMTP_PASSWORD_BLOCK`` (the block wins when both are set). The password is
 read when a delivery run starts, never stored in the repository nor logged.
 
+A report-upward letter carries the report as documents (``planflow.documents``): built when
+it is delivered, from the stored report its row names, once per delivery run.
+
 Each row is claimed before it is sent and marked after (see ``planflow/outbox.py``); its
 key is the file name and the Message-ID. A row left ``sending`` by a deliverer that died is
 taken over and delivered again: the file channel does not write a key's file twice, and
@@ -28,7 +31,8 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from planflow import outbox
+from planflow import letters, outbox
+from planflow.documents import attachments_for
 from planflow.flows.runtime import RunRef, engine_for, root_id
 from planflow.notifications import DeliveryError, FileChannel, SmtpChannel, build_email, render
 
@@ -131,6 +135,7 @@ class _Batch:
     logger: object
     sent: int = 0
     retrying: list = field(default_factory=list)
+    documents: dict = field(default_factory=dict)  # report id -> its files, built once a run
 
     def deliver(self, row) -> None:
         db, logger = self.db, self.logger
@@ -143,8 +148,13 @@ class _Batch:
         try:
             context = outbox.render_context(self.plan, row)
             message = render(row.kind, context, template_dir=self.plan.template_dir)
-            email = build_email(message, sender=self.sender, to=[_address(self.plan, row, context)],
-                                message_id=row.key, date=self.as_of)
+            # the report-upward letter carries the report's PDF (or DOCX) and XLSX, built now
+            # from the stored report its row names: the row holds the report's id, no file
+            files = attachments_for(self.plan, db, row, self.documents)
+            # From: the body that signs the letter (its address, or PLANFLOW_MAIL_FROM's mailbox)
+            sender = letters.sender_address(self.plan, context, os.environ.get("PLANFLOW_MAIL_FROM")) or self.sender
+            email = build_email(message, sender=sender, to=[_address(self.plan, row, context)],
+                                message_id=row.key, date=self.as_of, attachments=files)
         except Exception as exc:  # noqa: BLE001 - a template or address problem: fix, then --retry
             status = outbox.release(db, row.id, self.owner, f"{type(exc).__name__}: {exc}", permanent=True)
             logger.error("notification %s to %s cannot be built: %s (%s)", row.kind, row.recipient, exc, status)

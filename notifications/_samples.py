@@ -21,6 +21,7 @@ def _at(year: int, month: int, day: int, hour: int = 8, minute: int = 0) -> date
 DUE = _at(2022, 12, 9, 17, 0)  # "trước ngày 10/12/2022": Saturday 10/12 -> end of Friday 9/12
 
 PLAN = {
+    "kind": "KẾ HOẠCH",
     "title": (
         "Triển khai thực hiện công tác dân vận của cơ quan hành chính nhà nước, "
         "chính quyền các cấp năm 2022 trên địa bàn tỉnh Hải Dương"
@@ -57,7 +58,12 @@ PLAN = {
     ],
 }
 
-SENDER = {"name": "Sở Nội vụ tỉnh Hải Dương"}
+SENDER = {"code": "so-noi-vu", "name": "Sở Nội vụ", "head": "Giám đốc Sở Nội vụ",
+          "email": "so-noi-vu@haiduong.example"}
+UBND_TINH = {"code": "ubnd-tinh-hai-duong", "name": "UBND tỉnh Hải Dương", "head": "Chủ tịch UBND tỉnh Hải Dương",
+             "email": "ubnd-tinh-hai-duong@haiduong.example"}
+# where a unit of the province's tier reports; a commune reports to its district ({"name": ..., "via": None})
+SUBMIT_TO = {"code": "ubnd-tinh-hai-duong", "name": "UBND tỉnh Hải Dương", "via": "Sở Nội vụ"}
 
 SO_TU_PHAP = {
     "code": "so-tu-phap",
@@ -101,9 +107,12 @@ LATE_UNITS = [
 COUNTS = {"expected": 30, "on_time": 26, "late": 3, "missing": 1}
 
 REPORT_NAME = (
-    "Báo cáo kết quả đánh giá, xếp loại công tác dân vận của cơ quan hành chính nhà nước, "
-    "chính quyền các cấp tỉnh Hải Dương năm 2022"
+    "Kết quả đánh giá, xếp loại việc thực hiện Kế hoạch số …/KH-UBND của UBND tỉnh Hải Dương về triển khai "
+    "thực hiện công tác dân vận của cơ quan hành chính nhà nước, chính quyền các cấp năm 2022 trên địa bàn "
+    "tỉnh Hải Dương"
 )
+REPORT_BODIES = {"report_name": REPORT_NAME, "report_to": ["Tỉnh ủy Hải Dương", "Bộ Nội vụ"],
+                 "reviewers": ["Ban Dân vận Tỉnh ủy"]}
 
 
 def _base(recipient: dict, sent_at: datetime) -> dict:
@@ -113,12 +122,17 @@ def _base(recipient: dict, sent_at: datetime) -> dict:
 SAMPLE_CONTEXTS: dict[str, dict] = {
     "dissemination": {
         **_base(SO_TU_PHAP, _at(2022, 3, 22, 9, 0)),
+        "sender": UBND_TINH,
+        "issued_here": True,
         "due": DUE,
+        "duties": ["Sở, ban, ngành tự đánh giá và báo cáo UBND tỉnh (qua Sở Nội vụ)"],
+        "report": {"due": DUE, "submit_to": SUBMIT_TO},
     },
     "reminder": {
         **_base(UBND_THANH_MIEN, _at(2022, 12, 7)),
         "task": TASK,
         "due": DUE,
+        "submit_to": SUBMIT_TO,
         "working_days_left": 2,
         "unit": UBND_THANH_MIEN,
     },
@@ -126,6 +140,7 @@ SAMPLE_CONTEXTS: dict[str, dict] = {
         **_base(SO_TU_PHAP, _at(2022, 12, 12)),
         "task": TASK,
         "due": DUE,
+        "submit_to": SUBMIT_TO,
         "unit": SO_TU_PHAP,
         "working_days_overdue": 1,
         "level": 1,
@@ -134,6 +149,8 @@ SAMPLE_CONTEXTS: dict[str, dict] = {
         **_base(UBND_THANH_MIEN, _at(2022, 12, 13)),
         "task": TASK,
         "due": DUE,
+        "submit_to": SUBMIT_TO,
+        "internal": False,
         "level": 1,
         "units": [dict(LATE_UNITS[1], working_days_overdue=2)],
     },
@@ -141,6 +158,8 @@ SAMPLE_CONTEXTS: dict[str, dict] = {
         **_base(BAN_DAN_VAN, _at(2022, 12, 14, 9, 0)),
         "task": TASK,
         "due": DUE,
+        "submit_to": SUBMIT_TO,
+        "internal": False,
         "level": 2,
         "units": [dict(u, working_days_overdue=3) for u in LATE_UNITS[1:]],
     },
@@ -148,6 +167,8 @@ SAMPLE_CONTEXTS: dict[str, dict] = {
         **_base(PCT_UBND, _at(2022, 12, 19)),
         "task": TASK,
         "due": DUE,
+        "submit_to": SUBMIT_TO,
+        "internal": False,
         "level": 3,
         "units": [dict(LATE_UNITS[2], working_days_overdue=6)],
     },
@@ -156,7 +177,7 @@ SAMPLE_CONTEXTS: dict[str, dict] = {
         "round": 1,
         "counts": COUNTS,
         "classes": {"Tốt": 17, "Khá": 10, "Trung bình": 2, "Yếu": 0, "Không đủ điều kiện xếp loại": 1},
-        "report_name": REPORT_NAME,
+        **REPORT_BODIES,
     },
     "report-upward": {
         **_base({"code": "bo-noi-vu", "name": "Bộ Nội vụ", "head": None, "email": "bo-noi-vu@haiduong.example"},
@@ -164,7 +185,7 @@ SAMPLE_CONTEXTS: dict[str, dict] = {
         "round": 1,
         "counts": COUNTS,
         "classes": {"Tốt": 17, "Khá": 10, "Trung bình": 2, "Yếu": 0, "Không đủ điều kiện xếp loại": 1},
-        "report_name": REPORT_NAME,
+        **REPORT_BODIES,
     },
     "incident": {
         **_base(SO_NOI_VU, _at(2022, 12, 16, 8, 5)),
@@ -173,7 +194,9 @@ SAMPLE_CONTEXTS: dict[str, dict] = {
     },
     "review-result": {
         **_base(SO_NOI_VU, _at(2022, 12, 26, 15, 30)),
-        "sender": {"name": "Ban Dân vận Tỉnh ủy Hải Dương"},
+        "sender": {"code": "ban-dan-van-tinh-uy", "name": "Ban Dân vận Tỉnh ủy", "head": "Trưởng Ban Dân vận Tỉnh ủy",
+                   "email": "ban-dan-van-tinh-uy@haiduong.example"},
+        **REPORT_BODIES,
         "decision": "return",
         "comment": (
             "Bổ sung phân tích nguyên nhân đối với đơn vị không đủ điều kiện xếp loại; "
@@ -189,6 +212,7 @@ SAMPLE_CONTEXTS: dict[str, dict] = {
             {"name": "UBND huyện Thanh Miện", "score": 78.25, "classification": "Khá"},
             {"name": "UBND thị xã Kinh Môn", "score": None, "classification": "Không đủ điều kiện xếp loại"},
         ],
+        **REPORT_BODIES,
         "counts": COUNTS,
     },
 }

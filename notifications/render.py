@@ -11,29 +11,41 @@ Context contract (other code builds these contexts)
 ---------------------------------------------------
 Every kind gets ``plan``, ``recipient``, ``sent_at`` and ``sender``:
 
-* ``plan``: ``title``, ``number`` (str/int or None -> "…/KH-UBND"), ``issued_on`` (date or
+* ``plan``: ``kind`` (e.g. "KẾ HOẠCH"), ``title`` (the trích yếu, without the kind: "Triển
+  khai thực hiện …"), ``number`` (str/int or None -> "…/KH-UBND"), ``issued_on`` (date or
   None), ``issuer``, ``place``, ``signer`` {``line1``, ``line2``, ``name``}, ``basis``,
   ``tasks`` (list of str), ``recipients`` (list of str, Nơi nhận);
 * ``recipient``: ``code``, ``name``, ``head`` (or None), ``email``;
-* ``sent_at``: tz-aware datetime; ``sender``: {``name``}.
+* ``sent_at``: tz-aware datetime; ``sender``: the body that signs the letter, {``name``}
+  and, for a body of the registry, ``code``, ``head``, ``email`` (the e-mail's From).
 
-Per kind, in addition:
+Per kind, in addition (``submit_to`` is where the unit's results go: {``name``, ``via``
+(the body they go through, or None)}: "UBND tỉnh Hải Dương (qua Sở Nội vụ)", or a
+commune's own district):
 
-* ``dissemination``: ``due``;
-* ``reminder``: ``task`` {``name``}, ``due``, ``working_days_left``, ``unit``;
-* ``overdue``: ``task``, ``due``, ``unit``, ``working_days_overdue``, ``level``;
-* ``escalation-1`` / ``escalation-2`` / ``escalation-final``: ``task``, ``due``, ``level``,
+* ``dissemination``: ``due`` (the plan's deadline), ``issued_here`` (the sender issued the
+  plan), ``duties`` (names of the recipient's tasks in the plan, may be empty), ``report``
+  ({``due``, ``submit_to``} of the recipient's own report, or None: not asked to report);
+* ``reminder``: ``task`` {``name``}, ``due``, ``submit_to``, ``working_days_left``, ``unit``;
+* ``overdue``: ``task``, ``due``, ``submit_to``, ``unit``, ``working_days_overdue``, ``level``;
+* ``escalation-1`` / ``escalation-2`` / ``escalation-final``: ``task``, ``due``, ``submit_to``,
+  ``level``, ``internal`` (the letter goes to the head of the body that signs it),
   ``units`` (list of {``name``, ``code``, ``due``, ``working_days_overdue``});
-* ``review-request``: ``round``, ``counts`` {``expected``, ``on_time``, ``late``,
-  ``missing``}, ``classes`` (label -> count), ``report_name``;
-* ``review-result``: ``decision`` ("approve" | "return"), ``comment`` (str or None), ``round``;
+* ``review-request`` / ``report-upward``: ``round``, ``counts`` {``expected``, ``on_time``,
+  ``late``, ``missing``}, ``classes`` (label -> count), ``report_name`` (the report's trích
+  yếu, "Kết quả đánh giá, xếp loại …"), ``report_to`` and ``reviewers`` (names);
+* ``review-result``: ``decision`` ("approve" | "return"), ``comment`` (str or None), ``round``,
+  ``report_name``, ``report_to``, ``reviewers``;
 * ``incident``: ``incident`` {``step``, ``flow_run``, ``state``, ``message``} — to the
   operators at Sở Nội vụ when a run of a plan deployment failed or crashed;
 * ``publication``: ``results`` (list of {``name``, ``score`` (float or None),
-  ``classification``}), ``counts``.
+  ``classification``}), ``counts``, ``report_name``, ``report_to``, ``reviewers``.
 
 Filters available to templates: ``vn_date``, ``vn_datetime``, ``doc_number``, ``lcfirst``,
 ``in_text``, ``vn_number`` (see ``notifications/_filters.py`` and ``notifications/vn_format.py``).
+Macros shared by the templates (``_common.txt.j2`` / ``_common.html.j2``): ``plan_ref`` (a
+document reference as an official writes it: "Kế hoạch số …/KH-UBND của UBND tỉnh Hải Dương
+về triển khai …"), ``own_ref`` (the same, by its issuer), ``submit_to``, ``addressee``.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from sqlalchemy import select
 
 from planflow import store as s
+from planflow.report import report_subject
 
 # the tiers of units, in the order every table lists them, with the names people read
 GROUP_NAMES = {"department": "Sở, ban, ngành", "district": "UBND cấp huyện", "commune": "UBND cấp xã"}
@@ -123,13 +124,16 @@ def build(conn, plan, instance_ids: list[int], round_: int, as_of: dt.datetime) 
     for code in orphans:  # a district whose own task never opened still rolls up its communes
         communes = communes_of[code]
         districts.append({"code": code, "name": plan.registry.get(code).name, "status": "missing",
-                          "score": None, "classification": form.not_classifiable,
+                          "score": None, "classification": form.not_classifiable, "submitted_at": None,
                           "communes": summarize(communes, form)})
     return {
         "round": round_,
         "as_of": as_of.isoformat(),
+        "subject": report_subject(plan),  # trích yếu (issue 12)
         "form": form.id,
         "total": summarize(results, form),
+        # added for issue 12: each tier on its own (only the tiers the plan asked), in order
+        "tiers": {g: {"name": GROUP_NAMES[g], **summarize(by_group[g], form)} for g in GROUP_ORDER if by_group[g]},
         "departments": [_row(r) for r in by_group["department"]],
         "districts": districts,
         "communes": [_row(r) for r in by_group["commune"]],

@@ -5,11 +5,25 @@ Every letter is an outbox row first (``outbox.queue``); this module builds the r
 the same for all, when it is delivered). The contract of each kind's context is documented
 in ``notifications/render.py``; this module only gathers the facts. Templates decide nothing.
 
+Who signs a letter, and where a unit's results go, come from the definition and its
+registry, never from the templates:
+
+* a sendTask's letter is signed by its lane's body (``scope``: the sub-process's unit, e.g.
+  the district that passes the plan on to its communes);
+* a unit reports to the unit its sub-process runs for (a commune to its district), or, when
+  it is that unit or outside any sub-process, to the plan's issuer through its coordinator
+  ("UBND tỉnh (qua Sở Nội vụ)"): ``reporting_line``;
+* the reminders and escalations about a unit are signed by the body waiting for its results
+  (``chaser``): the district for its communes, the coordinator for the province's units;
+  never by the late unit itself, and a letter to the chasing body itself comes from the
+  coordinator (or, when that is the addressee too, is marked ``internal``).
+
 * ``rows_for_send``: a sendTask's letters (dissemination, review request and result, …);
 * ``rows_for_chases``: the letters of the reminders and escalations a sweep recorded
   (``escalation.sweep``): a reminder or an overdue notice to the unit, and one letter per
-  higher body listing every unit that reached an escalation level;
-* ``rows_for_incident``: an incident, to the coordinators.
+  higher body and signer listing every unit that reached an escalation level;
+* ``rows_for_incident``: an incident, to the coordinators;
+* ``sender_address``: the From of a letter, the body that signs it.
 """
 
 from __future__ import annotations
@@ -19,8 +33,10 @@ import hashlib
 
 from planflow import store as s
 from planflow import units
-from planflow.deadlines import plan_deadline
-from planflow.report import latest_report
+from planflow.deadlines import plan_deadline, resolve_due
+from planflow.report import latest_report, report_subject
+
+UNIT_LANES = ("unit", "scope")  # lanes whose work each unit of a for_each does itself
 
 
 def unit_context(unit) -> dict:
@@ -31,10 +47,59 @@ def plan_context(plan) -> dict:
     doc = plan.definition.document
     recipients = plan.registry.group(doc.recipients)
     return {
-        "title": doc.title, "number": doc.number, "issued_on": doc.issued_on, "issuer": doc.issuer,
-        "place": doc.place, "basis": doc.basis, "tasks": list(doc.tasks),
+        "kind": doc.kind, "title": doc.title, "number": doc.number, "issued_on": doc.issued_on,
+        "issuer": doc.issuer, "place": doc.place, "basis": doc.basis, "tasks": list(doc.tasks),
         "signer": doc.signer.model_dump(), "recipients": [u.name for u in recipients],
     }
+
+
+def sender_address(plan, context: dict, mailbox: str | None = None) -> str | None:
+    """The From of a letter: the name of the body that signs it (``context['sender']``) and
+    its address (the registry's, so a corrected address is used on retry; ``mailbox`` when a
+    deployment sends everything from one mailbox). None when the signer has no address."""
+    sender = context.get("sender") or {}
+    unit = plan.registry.get(sender.get("code") or "")
+    address = mailbox or (unit.email if unit is not None and unit.email else sender.get("email"))
+    if not address:
+        return None
+    name = str(sender.get("name") or "").replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{name}" <{address}>' if name else address
+
+
+def _first(plan, group: str):
+    members = plan.registry.group(group)
+    return members[0] if members else None
+
+
+def coordinator(plan):
+    """The body that coordinates the plan (registry group ``coordinators``), else its issuer."""
+    return _first(plan, "coordinators") or _first(plan, "issuer")
+
+
+def reporting_line(plan, unit_code: str | None, scope_unit: str | None) -> dict:
+    """Where a unit's results go: ``{code, name, via}`` (``via``: the body they go through)."""
+    reg = plan.registry
+    if scope_unit and unit_code != scope_unit and reg.get(scope_unit) is not None:
+        body = reg.get(scope_unit)
+        return {"code": body.code, "name": body.name, "via": None}
+    issuer, coord = _first(plan, "issuer"), coordinator(plan)
+    if issuer is not None and coord is not None and issuer.code != coord.code:
+        return {"code": issuer.code, "name": issuer.name, "via": coord.name}
+    body = coord or issuer
+    if body is None:
+        return {"code": None, "name": plan.definition.document.issuer, "via": None}
+    return {"code": body.code, "name": body.name, "via": None}
+
+
+def chaser(plan, unit_code: str, scope_unit: str | None):
+    """The body that chases a late unit: the one waiting for its results, never the unit."""
+    reg = plan.registry
+    if scope_unit and unit_code != scope_unit and reg.get(scope_unit) is not None:
+        return reg.get(scope_unit)
+    for body in (coordinator(plan), _first(plan, "issuer")):
+        if body is not None and body.code != unit_code:
+            return body
+    return reg.get(unit_code)
 
 
 def sender_unit(plan, element, scope_unit: str | None):
@@ -43,8 +108,7 @@ def sender_unit(plan, element, scope_unit: str | None):
         return reg.get(scope_unit)
     if element.lane and element.lane in reg:
         return reg.get(element.lane)
-    coordinators = reg.group("coordinators")
-    return coordinators[0] if coordinators else None
+    return coordinator(plan)
 
 
 def _report_facts(conn, root_id: int) -> dict:
@@ -59,6 +123,64 @@ def _report_facts(conn, root_id: int) -> dict:
     return {"round": data["round"], "counts": counts, "classes": data["total"]["classes"], "results": results}
 
 
+def _unit_tasks(plan, process, scope_unit: str | None, as_of) -> dict[str, list]:
+    """Per unit: the tasks a process gives it, as (element, scope unit) in definition order —
+    a for_each task of a unit lane, a task in the unit's own lane, and the tasks of a
+    sub-process called for the unit (those it does as ``scope``)."""
+    out: dict[str, list] = {}
+    for e in process.elements:
+        if e.type == "callActivity" and e.for_each and e.process:
+            sub = plan.definition.process(e.process)
+            for u in units.in_collection(plan, e.for_each, scope_unit, as_of):
+                for code, tasks in _unit_tasks(plan, sub, u.code, as_of).items():
+                    if code == u.code:
+                        out.setdefault(code, []).extend(tasks)
+        elif e.type == "userTask" and e.for_each and e.lane in UNIT_LANES:
+            for u in units.in_collection(plan, e.for_each, scope_unit, as_of):
+                out.setdefault(u.code, []).append((e, scope_unit))
+        elif e.type.endswith("Task") and e.lane:
+            code = scope_unit if e.lane == "scope" else e.lane
+            if code:
+                out.setdefault(code, []).append((e, scope_unit))
+    return out
+
+
+def _duties(plan, tasks: list, unit_code: str) -> dict:
+    """What a dissemination letter asks of its recipient: its tasks' names and, for the task
+    it reports by, the due moment and where the report goes (None: nothing to report)."""
+    names: list[str] = []
+    report = None
+    for element, scope in tasks:
+        if report is None and element.type == "userTask" and element.lane in UNIT_LANES and element.due:
+            report = {"due": resolve_due(plan.calendar, element.due),
+                      "submit_to": reporting_line(plan, unit_code, scope)}
+        elif element.name and element.name not in names:  # the report itself is said apart
+            names.append(element.name)
+    return {"duties": names, "report": report}
+
+
+def _dissemination_extra(plan, element, inst, as_of, recipients) -> dict[str, dict]:
+    process = plan.definition.process(inst.process_id)
+    tasks = _unit_tasks(plan, process, inst.scope_unit, as_of)
+    return {u.code: {"due": plan_deadline(plan), **_duties(plan, tasks.get(u.code, []), u.code)}
+            for u in recipients}
+
+
+def _recipients_of(plan, template: str, as_of) -> list[str]:
+    """The names of the bodies the main process's sendTasks of ``template`` write to."""
+    names: list[str] = []
+    for e in plan.definition.main.elements:
+        if e.type == "sendTask" and e.template == template and e.to:
+            names += [u.name for u in units.in_collection(plan, e.to, None, as_of) if u.name not in names]
+    return names
+
+
+def _report_bodies(plan, as_of) -> dict:
+    """The aggregate report's trích yếu, whom it goes to and who reviews it (from the definition)."""
+    return {"report_name": report_subject(plan), "report_to": _recipients_of(plan, "report-upward", as_of),
+            "reviewers": _recipients_of(plan, "review-request", as_of)}
+
+
 def rows_for_send(ctx) -> list[dict]:
     """One outbox row per recipient of a sendTask, keyed for exactly-once delivery."""
     plan, element, inst, conn = ctx.plan, ctx.element, ctx.instance, ctx.conn
@@ -66,28 +188,30 @@ def rows_for_send(ctx) -> list[dict]:
     sender = sender_unit(plan, element, inst.scope_unit)
     base = {
         "sent_at": ctx.as_of,
-        "sender": {"name": sender.name if sender else plan.definition.document.issuer},
+        "sender": unit_context(sender) if sender else {"name": plan.definition.document.issuer},
     }
     kind = element.template
     extra: dict = {}
+    per_unit: dict[str, dict] = {}
     if kind == "dissemination":
-        extra = {"due": plan_deadline(plan)}
+        issuer = _first(plan, "issuer")
+        extra = {"issued_here": sender is not None and issuer is not None and sender.code == issuer.code}
+        per_unit = _dissemination_extra(plan, element, inst, ctx.as_of, recipients)
     elif kind in ("review-request", "publication", "report-upward"):
         facts = _report_facts(conn, s.root_of(conn, inst.id))
         extra = {"round": facts["round"], "counts": facts["counts"], "classes": facts["classes"],
-                 "report_name": f"Báo cáo kết quả đánh giá công tác dân vận năm {plan.definition.year}",
-                 "results": facts["results"]}
+                 "results": facts["results"], **_report_bodies(plan, ctx.as_of)}
     elif kind == "review-result":
         review = (inst.variables or {}).get("review") or {}
         extra = {"decision": review.get("decision"), "comment": review.get("comment"),
-                 "round": review.get("round", 0)}
+                 "round": review.get("round", 0), **_report_bodies(plan, ctx.as_of)}
     rows = []
     for unit in recipients:
         rows.append({
             "key": f"{inst.id}:{element.id}:{ctx.token.id}:{unit.code}:{kind}:0",
             "instance_id": inst.id, "element_id": element.id, "unit_code": None,
             "recipient": unit.code, "kind": kind, "level": 0,
-            "context": {**base, **extra, "recipient": unit_context(unit)},
+            "context": {**base, **extra, **per_unit.get(unit.code, {}), "recipient": unit_context(unit)},
         })
     return rows
 
@@ -109,7 +233,7 @@ def rows_for_chases(plan, recorded: list[tuple], as_of) -> list[dict]:
     grouped: dict[tuple, list] = {}
     for item, element, rung in recorded:
         unit = reg.get(item.unit_code)
-        common = _chase_common(plan, item, element, unit, as_of)
+        common = _chase_common(plan, item, element, as_of)
         if rung.kind == "reminder":
             rows.append(_to_unit(item, element, unit, f"reminder:{rung.level}", "reminder", 0, common, {
                 "working_days_left": max(cal.count_working_days(as_of, item.due_at), 0)}))
@@ -123,19 +247,31 @@ def rows_for_chases(plan, recorded: list[tuple], as_of) -> list[dict]:
             recipient = reg.get(unit.parent) if target == "unit.parent" else reg.get(target)
             if recipient is None:
                 continue
+            signer = _escalation_signer(plan, item, recipient)
             group_key = (item.instance_id if target == "unit.parent" else None, element.id, rung.level,
-                         recipient.code, rung.template)
+                         recipient.code, rung.template, signer.code)
             grouped.setdefault(group_key, []).append((item, unit, common, days_over))
     rows += [_to_higher_body(plan, key, members, as_of) for key, members in grouped.items()]
     return rows
 
 
-def _chase_common(plan, item, element, unit, as_of) -> dict:
-    """What every letter of a rung carries: when, from whom, which task and its due moment."""
-    sender = sender_unit(plan, element, item.scope_unit) if element.lane not in (None, "unit") else None
-    sender = sender or (plan.registry.group("coordinators") or [unit])[0]
-    return {"sent_at": as_of, "sender": {"name": sender.name}, "task": {"name": element.name or element.id},
-            "due": item.due_at}
+def _escalation_signer(plan, item, recipient):
+    """Who signs an escalation about ``item``'s unit to ``recipient``: the chasing body; when
+    that is the addressee itself, the plan's coordinator (unless the late unit is it)."""
+    body = chaser(plan, item.unit_code, item.scope_unit)
+    if body.code == recipient.code:
+        coord = coordinator(plan)
+        if coord is not None and coord.code != item.unit_code:
+            return coord
+    return body
+
+
+def _chase_common(plan, item, element, as_of) -> dict:
+    """What every letter of a rung carries: when, from whom, which task, its due moment and
+    where the unit's results go."""
+    sender = chaser(plan, item.unit_code, item.scope_unit)
+    return {"sent_at": as_of, "sender": unit_context(sender), "task": {"name": element.name or element.id},
+            "due": item.due_at, "submit_to": reporting_line(plan, item.unit_code, item.scope_unit)}
 
 
 def _to_unit(item, element, unit, key: str, kind: str, level: int, common: dict, extra: dict) -> dict:
@@ -147,7 +283,7 @@ def _to_unit(item, element, unit, key: str, kind: str, level: int, common: dict,
 
 def _to_higher_body(plan, group_key: tuple, members: list, as_of) -> dict:
     """One escalation letter to a higher body, listing every unit that reached the level."""
-    iid, element_id, level, recipient_code, template = group_key
+    iid, element_id, level, recipient_code, template, signer_code = group_key
     item, _, common, _ = members[0]
     listed_units = [{"name": u.name, "code": u.code, "due": it.due_at, "working_days_overdue": d}
                     for it, u, _, d in members]
@@ -160,5 +296,7 @@ def _to_higher_body(plan, group_key: tuple, members: list, as_of) -> dict:
         "key": f"{plan.id}:{element_id}:escalation:{level}:{recipient_code}:{iid or 0}:{moment}:{listed}",
         "instance_id": item.instance_id, "element_id": element_id, "unit_code": None,
         "recipient": recipient_code, "kind": template, "level": level,
-        "context": {**common, "recipient": unit_context(plan.registry.get(recipient_code)), "level": level,
+        "context": {**common, "sender": unit_context(plan.registry.get(signer_code)),
+                    "internal": signer_code == recipient_code,
+                    "recipient": unit_context(plan.registry.get(recipient_code)), "level": level,
                     "units": listed_units}}

@@ -150,7 +150,9 @@ def test_a_late_first_sweep_sends_only_the_highest_rung_due_and_audits_the_rest(
     listed = Counter((r, u["code"]) for _k, r, _u, c in letters for u in c["units"])
     assert set(listed.values()) == {1}
     assert {code for _r, code in listed} == {c.unit for c in chased}
-    assert len(letters) == 2 + 12 + 1  # so-noi-vu and pct for the sở; each district and so-noi-vu for communes
+    # to Sở Nội vụ and the PCT about the sở; the same two about Sở Nội vụ itself, signed by UBND tỉnh;
+    # one to each district about its communes; one to Sở Nội vụ from each district
+    assert len(letters) == 2 + 2 + 12 + 12
     # said once: a second sweep at the same moment, or the next day, adds nothing
     assert engine.sweep(LATE) == []
     assert _count(engine, store.audit, store.audit.c.action == "unit.superseded") == len(audited)

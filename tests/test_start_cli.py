@@ -74,7 +74,7 @@ def test_start_then_a_late_first_sweep_sends_at_most_one_escalation_per_unit(db_
     out = swept.stdout + swept.stderr
     assert "superseded" in out and "1030 rung(s) of 253 unit(s)" in out
     new = {p.name for p in outbox.glob("*.eml")} - disseminated
-    assert kinds(outbox, new) == Counter({"escalation-final": 15})  # not 819: three levels and reminders each
+    assert kinds(outbox, new) == Counter({"escalation-final": 28})  # not 819: three levels and reminders each
     with db.connect() as conn:
         chased = Counter(conn.scalars(select(s.chases.c.unit_code)))
         letters = conn.execute(select(s.outbox.c.recipient, s.outbox.c.unit_code, s.outbox.c.level, s.outbox.c.context)
