@@ -38,6 +38,33 @@ class Actions(Protocol):
     async def drive(self, clock: dt.datetime) -> None: ...
 
 
+class EngineActions:
+    """The moments of a simulated year acted on the engine alone, as the stage flows act them
+    through Prefect: record the submissions, sweep what fell due, run every ready step."""
+
+    def __init__(self, engine: Engine, root: int):
+        self.engine, self.root = engine, root
+
+    async def record(self, stage: str, submissions: list[Submission], clock: dt.datetime) -> None:
+        self.engine.submit(submissions, clock, root_id=self.root)
+
+    async def sweep(self, clock: dt.datetime) -> None:
+        self.engine.sweep(clock, root_id=self.root)
+
+    async def drive(self, clock: dt.datetime) -> None:
+        self.drain(clock)
+
+    def drain(self, clock: dt.datetime) -> None:
+        """Move the instance on and run its ready steps until none is left."""
+        while True:
+            self.engine.advance(clock, root_id=self.root)
+            steps = self.engine.ready_steps(root_id=self.root)
+            if not steps:
+                return
+            for step in steps:
+                self.engine.run_step(step.token_ids, clock)
+
+
 def first_start(plan) -> dt.datetime:
     """When the plan year's cycle starts: the first firing of the start timer in that year."""
     return cycle_start(plan.definition)

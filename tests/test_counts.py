@@ -13,33 +13,11 @@ from sqlalchemy import func, select
 from planflow import Engine, load_scenario, store
 from planflow.progress import instance_progress, unit_counts
 from planflow.report import latest_report
-from planflow.simulation import first_start, run_year
+from planflow.simulation import EngineActions, first_start, run_year
 from planflow.status import instances_status, masked_url
 from tests.conftest import SCENARIO
 
 KEY = "hai-duong-dan-van-2022/2022/counts"
-
-
-class EngineActions:
-    """The moments of the year acted on the engine alone (what the stage flows do)."""
-
-    def __init__(self, engine: Engine, root: int):
-        self.engine, self.root = engine, root
-
-    async def record(self, stage, batch, clock) -> None:
-        self.engine.submit(batch, clock, root_id=self.root)
-
-    async def sweep(self, clock) -> None:
-        self.engine.sweep(clock, root_id=self.root)
-
-    async def drive(self, clock) -> None:
-        while True:
-            self.engine.advance(clock, root_id=self.root)
-            steps = self.engine.ready_steps(root_id=self.root)
-            if not steps:
-                return
-            for step in steps:
-                self.engine.run_step(step.token_ids, clock)
 
 
 def _status(url: str) -> tuple[int, int]:

@@ -37,7 +37,7 @@ from planflow.report import latest_report
 from planflow.report_docx import template_path
 from planflow.simulation import first_start, run_year
 from tests.conftest import REPO, SCENARIO
-from tests.test_counts import EngineActions
+from planflow.simulation import EngineActions
 
 KEY = "hai-duong-dan-van-2022/2022/documents"
 SHOTS = REPO / "test-output" / "documents"

@@ -21,7 +21,7 @@ import pytest
 from planflow import Engine, connect, load_scenario
 from planflow.simulation import first_start, run_year
 from tests.conftest import PLAN, SCENARIO
-from tests.test_counts import EngineActions
+from planflow.simulation import EngineActions
 
 KEY = "hai-duong-dan-van-2022/2022/letters"
 SEND_TO = re.compile(r"(?:gửi|báo cáo) kết quả về (.+?)(?: chậm nhất| trong | đúng|[.;]|$)", re.MULTILINE)

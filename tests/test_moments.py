@@ -19,7 +19,7 @@ from sqlalchemy import event, func, select
 
 from planflow import Engine, Submission, load_scenario
 from planflow import store as s
-from planflow.simulation import first_start, run_year
+from planflow.simulation import EngineActions, first_start, run_year
 from planflow.summary import build_summary
 from tests.conftest import SCENARIO
 
@@ -30,30 +30,12 @@ class Crash(RuntimeError):
     """A process dying in the middle of a statement (its transaction rolls back)."""
 
 
-class EngineActions:
-    """The moments of a simulated year, acted on the engine alone (as ``bench/replay.py``)."""
-
-    def __init__(self, engine: Engine, root: int):
-        self.engine, self.root = engine, root
-
-    def _drain(self, clock) -> None:
-        while True:
-            self.engine.advance(clock, root_id=self.root)
-            steps = self.engine.ready_steps(root_id=self.root)
-            if not steps:
-                return
-            for step in steps:
-                self.engine.run_step(step.token_ids, clock)
+class DrainingActions(EngineActions):
+    """The engine-only actions, moving the instance on right after each batch of submissions."""
 
     async def record(self, stage, batch, clock) -> None:
-        self.engine.submit(batch, clock, root_id=self.root)
-        self._drain(clock)
-
-    async def sweep(self, clock) -> None:
-        self.engine.sweep(clock, root_id=self.root)
-
-    async def drive(self, clock) -> None:
-        self._drain(clock)
+        await super().record(stage, batch, clock)
+        self.drain(clock)
 
 
 def year(plan, url: str) -> dict:
@@ -61,7 +43,7 @@ def year(plan, url: str) -> dict:
     engine = Engine(plan, s.connect(url))
     clock = first_start(plan)
     root = engine.start(KEY, clock, replay=True)
-    asyncio.run(run_year(engine, load_scenario(SCENARIO, plan), root, clock, EngineActions(engine, root)))
+    asyncio.run(run_year(engine, load_scenario(SCENARIO, plan), root, clock, DrainingActions(engine, root)))
     return build_summary(engine, root)
 
 
@@ -203,7 +185,7 @@ def at(plan, *args) -> dt.datetime:
 
 
 def drain(engine, root, as_of) -> None:
-    EngineActions(engine, root)._drain(as_of)
+    EngineActions(engine, root).drain(as_of)
 
 
 def full_scores(plan) -> dict:
