@@ -90,36 +90,44 @@ def _folder(conn, root_id: int, directory: Path, round_: int) -> Path:
     return Path(directory) / slug(key) / f"round-{round_}"
 
 
-def latest(engine, root_id: int | None, directory: str | os.PathLike) -> Documents | None:
-    """The documents written for the instance's latest report, or None before it has any."""
+def _latest_round(conn, root_id: int | None, directory) -> tuple[object, Path] | None:
+    """The instance's latest report and the folder of its round, or None before it has any."""
     if root_id is None:
         return None
-    with engine.db.connect() as conn:
-        report = latest_report(conn, root_id)
-        if report is None:
-            return None
-        folder = _folder(conn, root_id, Path(directory), report.data["round"])
+    report = latest_report(conn, root_id)
+    if report is None:
+        return None
+    return report, _folder(conn, root_id, Path(directory), report.data["round"])
+
+
+def _found(folder: Path, round_: int) -> Documents | None:
+    """The documents already in a round's folder."""
     files = [folder / n for n in (DOCX, PDF, XLSX) if (folder / n).is_file()]
     note = "" if (folder / PDF).is_file() else "no report.pdf: LibreOffice (soffice) was not there to make it"
-    return Documents(folder, files, note, report.data["round"]) \
-        if files else None
+    return Documents(folder, files, note, round_) if files else None
+
+
+def latest(engine, root_id: int | None, directory: str | os.PathLike) -> Documents | None:
+    """The documents written for the instance's latest report, or None before it has any."""
+    with engine.db.connect() as conn:
+        found = _latest_round(conn, root_id, directory)
+    if found is None:
+        return None
+    report, folder = found
+    return _found(folder, report.data["round"])
 
 
 def write_latest(engine, root_id: int | None, directory: str | os.PathLike) -> Documents | None:
     """Write the documents of the instance's latest report, once per round (a round whose
     DOCX and XLSX are there already is left as it is); None before the first report."""
-    if root_id is None:
-        return None
     with engine.db.connect() as conn:
-        report = latest_report(conn, root_id)
-        if report is None:
+        found = _latest_round(conn, root_id, directory)
+        if found is None:
             return None
-        folder = _folder(conn, root_id, Path(directory), report.data["round"])
-        done = (folder / DOCX).is_file() and (folder / XLSX).is_file()
-        if not done:
-            files, note = build(engine.plan, conn, report)
-    if done:
-        return latest(engine, root_id, directory)
+        report, folder = found
+        if (folder / DOCX).is_file() and (folder / XLSX).is_file():
+            return _found(folder, report.data["round"])
+        files, note = build(engine.plan, conn, report)
     ordered = {n: files[n] for n in (DOCX, PDF, XLSX) if n in files}
     return Documents(folder, _write(folder, ordered), note, report.data["round"])
 
