@@ -328,6 +328,11 @@ class Form(_Model):
     def items(self) -> dict[str, Item]:
         return {i.code: i for g in self.groups for i in g.items}
 
+    @property
+    def decides(self) -> bool:
+        """A fields form with a choice among decisions (a review), not a note (a revision)."""
+        return self.kind == "fields" and any(f.type == "choice" for f in self.fields)
+
     def classify(self, score: float | None) -> str:
         if score is None:
             return self.not_classifiable

@@ -13,7 +13,9 @@ review:                             # Ban Dân vận decisions, in order
 ``on_time`` means 10:00 on a working day 1–4 working days before the due date (chosen
 from the unit code, so every run is the same), never before the task opened. Scores not
 given are drawn the same way, between 72% and 100% of each criterion. A review round with
-no decision in the scenario is approved two working days after it opens.
+no decision in the scenario is approved two working days after it opens. Any other task on
+a fields form (e.g. Sở Nội vụ completing a returned report) is done two working days after
+it opens, at 09:00, with each required choice's first choice and no text.
 """
 
 from __future__ import annotations
@@ -93,9 +95,20 @@ class Scenario:
             d = self.review[round_index]
             payload = {"decision": d.decision, "comment": d.comment}
             return max(d.at, opened_at), payload
-        cal = plan.calendar
-        day = cal.add_working_days(opened_at.astimezone(cal.tz).date(), 2)
-        return dt.datetime.combine(day, dt.time(9, 0), tzinfo=cal.tz), {"decision": "approve", "comment": None}
+        return _two_days_later(plan, opened_at), {"decision": "approve", "comment": None}
+
+    def answer_for(self, plan, form: Form, opened_at: dt.datetime) -> tuple[dt.datetime, dict]:
+        """When and how a task on a fields form that decides nothing is done (see the module)."""
+        payload = {f.name: next(iter(f.choices)) if f.type == "choice" and f.required and f.choices else None
+                   for f in form.fields}
+        return _two_days_later(plan, opened_at), payload
+
+
+def _two_days_later(plan, opened_at: dt.datetime) -> dt.datetime:
+    """09:00 on the second working day after ``opened_at``."""
+    cal = plan.calendar
+    day = cal.add_working_days(opened_at.astimezone(cal.tz).date(), 2)
+    return dt.datetime.combine(day, dt.time(9, 0), tzinfo=cal.tz)
 
 
 def _submit_value(value, file, line, where) -> str | dt.datetime:

@@ -85,8 +85,10 @@ def planned(engine: Engine, scenario, root: int, clock: dt.datetime):
     for item in engine.open_work(root):
         element = plan.definition.process(processes[item.id]).element(item.element_id)
         form = plan.forms[element.form]
-        if form.kind == "fields":
+        if form.decides:
             when, payload = scenario.decision_for(plan, rounds, item.opened_at)
+        elif form.kind == "fields":
+            when, payload = scenario.answer_for(plan, form, item.opened_at)
         else:
             when = scenario.submission_time(plan, item.unit_code, item.opened_at, item.due_at)
             payload = {"scores": scenario.scores_for(form, item.unit_code)}

@@ -33,8 +33,10 @@ def stage_times(conn, plan, tree: list[int]) -> dict[str, str | None]:
 
 
 def review_rounds(conn, plan, tree: list[int]) -> int:
+    """How many decisions were recorded on the instance's review tasks (user tasks whose form
+    decides, ``Form.decides``; a revision's note is not a review round)."""
     review_elements = [e.id for p in [plan.definition.main, *plan.definition.subprocesses]
-                       for e in p.elements if e.type == "userTask" and plan.forms[e.form].kind == "fields"]
+                       for e in p.elements if e.type == "userTask" and plan.forms[e.form].decides]
     return conn.scalar(
         select(func.count()).select_from(s.submissions)
         .join(s.work_items, s.work_items.c.id == s.submissions.c.work_item_id)

@@ -43,7 +43,7 @@ def test_status_progress_summary_and_report_count_the_same_units(db_url, plan):
     with engine.db.connect() as conn:
         items = conn.scalar(select(func.count()).select_from(store.work_items))
         report = latest_report(conn, root).data["total"]["counts"]
-    assert items == 265 + 2  # and two rounds of Ban Dân vận's review, which are not units
+    assert items == 265 + 2 + 1  # and two rounds of Ban Dân vận's review and one revision, which are not units
     end = engine.instance(root).ended_at
     view = instance_progress(engine, root, end)
     units = view.summary["units"].values()

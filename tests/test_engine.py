@@ -315,6 +315,11 @@ def test_a_full_cycle_with_one_returned_review(engine, plan):
                               {"decision": "return", "comment": "Bổ sung số liệu cấp xã"})], returned)
     drain(engine, returned)
     assert engine.instance(iid).status == "running"
+    # the returned report waits for Sở Nội vụ's staff, who complete it days later
+    assert [(w.unit_code, w.element_id) for w in engine.open_work(iid)] == [("so-noi-vu", "revise")]
+    revised = at(plan, 2022, 12, 22, 15)
+    engine.submit([Submission("so-noi-vu", revised, {"note": "Đã bổ sung số liệu cấp xã"})], revised)
+    drain(engine, revised)
     assert [(w.unit_code, w.element_id) for w in engine.open_work(iid)] == [("ban-dan-van-tinh-uy", "review")]
 
     approved = at(plan, 2022, 12, 27, 9)
@@ -335,7 +340,11 @@ def test_a_full_cycle_with_one_returned_review(engine, plan):
         reports = conn.execute(select(s.reports.c.element_id, s.reports.c.data, s.reports.c.markdown)
                                .where(s.reports.c.instance_id == iid).order_by(s.reports.c.id)).all()
     assert statuses == {"completed"}
-    assert [(r.element_id, r.data["round"]) for r in reports] == [("aggregate", 1), ("revise", 2)]
+    assert [(r.element_id, r.data["round"]) for r in reports] == [("aggregate", 1), ("reaggregate", 2)]
+    with engine.db.connect() as conn:
+        made = conn.scalars(select(s.reports.c.created_at).where(s.reports.c.instance_id == iid)
+                            .order_by(s.reports.c.id)).all()
+    assert made[1] == revised  # "Báo cáo lần 2" is dated when the revision was done, not at the return
     assert reports[1].data["total"]["counts"]["on_time"] == 265
     assert "Bổ sung số liệu cấp xã" in reports[1].markdown  # the reviewer's comment is answered
     # the results were published to every recipient

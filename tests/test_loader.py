@@ -94,7 +94,7 @@ def test_shipped_plan_loads_with_its_registry_forms_and_calendar(plan):
     d = plan.definition
     assert plan.id == "hai-duong-dan-van-2022"
     assert d.year == 2022
-    assert set(plan.forms) == {"self-evaluation", "review-decision"}
+    assert set(plan.forms) == {"self-evaluation", "review-decision", "report-revision"}
     assert len(plan.registry.group("departments")) == 18
     assert len(plan.registry.group("districts")) == 12
     assert len(plan.registry.group("communes")) == 235
@@ -103,7 +103,7 @@ def test_shipped_plan_loads_with_its_registry_forms_and_calendar(plan):
     main_ids = [e.id for e in d.main.elements]
     assert main_ids[0] == "start" and main_ids[-1] == "end"
     assert {"disseminate", "department_self_evaluation", "district_cycle", "join", "aggregate",
-            "review", "review_gateway", "revise", "publish"} <= set(main_ids)
+            "review", "review_gateway", "revise", "reaggregate", "publish"} <= set(main_ids)
     # elements carry the line they start on in the file
     assert d.main.element("disseminate").line == line_of(SHIPPED_TEXT, "- id: disseminate ")
     # "trước ngày 10/12/2022" (a Saturday) is the end of Friday 9/12 on the plan's calendar
@@ -210,8 +210,8 @@ def test_broken_definition_is_refused_naming_file_line_and_element(write_variant
 def test_invalid_yaml_is_refused_with_the_line_of_the_error(write_variant):
     # one line of the `revise` element indented by three spaces instead of four
     path, text = write_variant([(
-        "    type: serviceTask\n    name: Sở Nội vụ bổ sung",
-        "    type: serviceTask\n   name: Sở Nội vụ bổ sung")])
+        "    type: userTask\n    name: Sở Nội vụ bổ sung",
+        "    type: userTask\n   name: Sở Nội vụ bổ sung")])
     problems = refused(path)
     assert len(problems) == 1
     p = problems[0]
