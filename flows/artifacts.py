@@ -1,9 +1,13 @@
 """Artifacts of a plan instance, refreshed whenever a flow moves it: what operators watch.
 
 Keys are derived from the instance key (lower-case letters, digits and dashes), so each
-artifact is one evolving object in the Prefect UI: progress, units, districts,
-escalations, stalled steps, and the aggregate report. What they show is read by the
-engine (``planflow.progress``); this module publishes it.
+artifact is one evolving object in the Prefect UI: progress (overall and per tier),
+units, districts, overdue units, stalled steps with their actions, operator actions, the
+charts and the aggregate report. Last comes the ``overview``: the plan's state at a glance,
+linking each artifact's page as just published (``/artifacts/artifact/<id>``: one click to
+the table, not the key's history list). Every artifact is created in the run that publishes
+it, so the run's Artifacts tab lists them all. What they show is read by the engine
+(``planflow.progress``); this module publishes it.
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ import re
 from prefect.artifacts import acreate_markdown_artifact, acreate_progress_artifact, acreate_table_artifact
 
 from planflow.documents import documents_dir, latest
+from planflow.notifications.vn_format import short_datetime
 from planflow.progress import instance_progress
 from planflow.flows.runtime import RunRef, engine_for, root_id
+
+TIER_KEYS = {"department": "progress-departments", "district": "progress-districts", "commune": "progress-communes"}
 
 
 def artifact_key(root_key: str, what: str) -> str:
@@ -33,24 +40,65 @@ def documents_note(ref: RunRef, root: int) -> str:
             f"`{docs.folder}` của máy chạy planflow.{missing}\n")
 
 
+def charts_of(ref: RunRef, root: int, as_of: dt.datetime) -> str | None:
+    """The charts of progress and classifications (``planflow.charts``), None while that
+    module is not there or has nothing to draw."""
+    try:
+        from planflow.charts import charts_markdown
+    except ImportError:
+        return None
+    return charts_markdown(engine_for(ref), root, as_of)
+
+
+def overview_markdown(view, key: str, links: dict[str, tuple[str, str]], tz) -> str:
+    """The plan's state at a glance, each line linking its artifact's page. ``links``:
+    what -> (title, artifact id), in the order shown."""
+    lines = [f"# {key}: tình hình lúc {short_datetime(view.as_of, tz)}", "",
+             f"**{view.overall.description}**", ""]
+    lines += [f"- {tier.description}" for tier in view.tiers.values()]
+    lines += ["", f"- Đơn vị quá hạn chưa báo cáo: **{view.overdue_count}**",
+              f"- Việc cần xử lý (bước lỗi, thư không gửi được, sự cố): **{view.stalled_count}**", "",
+              "## Xem chi tiết (một lần bấm)", ""]
+    lines += [f"- [{title}](/artifacts/artifact/{aid})" for title, aid in links.values()]
+    return "\n".join(lines) + "\n"
+
+
+async def _progress(view, key: str) -> dict[str, tuple[str, str]]:
+    links = {"progress": ("Tiến độ chung", str(await acreate_progress_artifact(
+        progress=view.percent, key=artifact_key(key, "progress"), description=f"{view.overall.description} ({key})")))}
+    for group, tier in view.tiers.items():
+        links[TIER_KEYS[group]] = (f"Tiến độ {tier.name}", str(await acreate_progress_artifact(
+            progress=tier.percent, key=artifact_key(key, TIER_KEYS[group]), description=tier.description)))
+    return links
+
+
 async def publish_artifacts(ref: RunRef, as_of: dt.datetime) -> dict:
     """Publish the instance's artifacts as they stand at ``as_of``; return its summary."""
     root = root_id(ref)
     if root is None:
         return {}
-    view = instance_progress(engine_for(ref), root, as_of)
+    engine = engine_for(ref)
+    tz = engine.plan.calendar.tz
+    view = instance_progress(engine, root, as_of)
     key = ref.root_key
-    await acreate_progress_artifact(
-        progress=view.percent, key=artifact_key(key, "progress"),
-        description=f"Đơn vị đã báo cáo: {view.reported}/{view.expected} ({key})")
-    tables = [("units", view.units, f"Tình trạng báo cáo của từng đơn vị ({key})"),
-              ("districts", view.districts, f"Tiến độ theo huyện ({key})"),
-              ("escalations", view.escalations, f"Đơn vị quá hạn và cấp đôn đốc ({key})"),
-              ("stalled", view.stalled, f"Bước bị đình trệ ({key})")]
-    for what, table, description in tables:
-        await acreate_table_artifact(key=artifact_key(key, what), table=table, description=description)
+    links = await _progress(view, key)
+    when = short_datetime(as_of, tz)
+    tables = [("units", view.units, "Từng đơn vị"),
+              ("overdue", view.overdue, f"Đơn vị quá hạn ({view.overdue_count})"),
+              ("districts", view.districts, "Tiến độ theo huyện"),
+              ("stalled", view.stalled, f"Việc cần xử lý ({view.stalled_count})"),
+              ("actions", view.actions, "Nhật ký thao tác")]
+    for what, table, title in tables:
+        links[what] = (title, str(await acreate_table_artifact(
+            key=artifact_key(key, what), table=table, description=f"{title} — lúc {when} ({key})")))
+    charts = charts_of(ref, root, as_of)
+    if charts:
+        links["charts"] = ("Biểu đồ", str(await acreate_markdown_artifact(
+            key=artifact_key(key, "charts"), markdown=charts, description=f"Biểu đồ tiến độ — lúc {when} ({key})")))
     if view.report:
-        await acreate_markdown_artifact(key=artifact_key(key, "report"),
-                                        markdown=view.report + documents_note(ref, root),
-                                        description=f"Báo cáo tổng hợp ({key})")
+        links["report"] = ("Báo cáo tổng hợp", str(await acreate_markdown_artifact(
+            key=artifact_key(key, "report"), markdown=view.report + documents_note(ref, root),
+            description=f"Báo cáo tổng hợp ({key})")))
+    await acreate_markdown_artifact(key=artifact_key(key, "overview"), markdown=overview_markdown(view, key, links, tz),
+                                    description=f"Tình hình Kế hoạch lúc {when} ({key})")
     return view.summary

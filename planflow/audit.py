@@ -1,11 +1,13 @@
 """The audit log: who did what, when, written in the transaction of the change it records.
 
 The engine's own transitions are recorded as ``ENGINE``; people and automations under
-their own names (a unit, an operator, ``deadline-sweep``, ``delivery``).
+their own names (a unit, an operator, ``deadline-sweep``, ``delivery``). ``read`` gives
+the entries back, for the operator actions' table (``planflow.operator_log``).
 """
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from planflow import store as s
@@ -28,3 +30,9 @@ def record(conn: Connection, at, instance_id, actor, action, element_id=None, un
 
 def record_all(conn: Connection, entries: list[dict]) -> None:
     conn.execute(_INSERT, entries)
+
+
+def read(conn: Connection, instance_ids: list[int], actions: tuple[str, ...]) -> list:
+    """The entries of these instances with one of these actions, in the order written."""
+    return conn.execute(select(s.audit).where(s.audit.c.instance_id.in_(instance_ids),
+                                              s.audit.c.action.in_(actions)).order_by(s.audit.c.id)).all()

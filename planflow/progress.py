@@ -1,5 +1,7 @@
-"""What operators watch of a plan instance: how many units reported, and the tables of
-units, districts, escalations and stalled steps, in the words they read.
+"""What operators watch of a plan instance: how many units reported (overall and per
+tier), and the tables of units, districts, overdue units, stalled steps and operator
+actions, in the words they read — each table built by its own module (``units_table``,
+``district_progress``, ``overdue``, ``stalled_actions``, ``operator_log``).
 
 The engine's read model for the Prefect artifacts (``flows/artifacts.py`` publishes
 them; flows never read tables). Every table has at least one row: an empty table
@@ -14,10 +16,13 @@ from typing import Iterable
 
 from planflow import store as s
 from planflow.aggregation import GROUP_NAMES, GROUP_ORDER, group_of, unit_results
-from planflow.notifications.vn_format import MISSING, short_datetime
+from planflow.district_progress import district_rows
+from planflow.operator_log import operator_rows
+from planflow.overdue import overdue_codes, overdue_rows
 from planflow.report import latest_markdown
-from planflow.status_words import NOT_OPEN
+from planflow.stalled_actions import stalled_rows
 from planflow.summary import build_summary
+from planflow.units_table import unit_rows
 
 REPORTED = ("on_time", "late")
 
@@ -27,17 +32,29 @@ class Progress:
     """A plan instance as its artifacts show it."""
 
     summary: dict  # build_summary's, at the moment asked
-    reported: int  # units that sent their self-evaluation
-    expected: int  # units asked (``units_asked``), also those whose task has not opened yet
-    units: list[dict]
-    districts: list[dict]
-    escalations: list[dict]
-    stalled: list[dict]
+    as_of: dt.datetime  # the moment asked: the instance's clock (the plan's time in a replay)
+    overall: TierProgress  # every unit asked (``units_asked``), also those whose task has not opened
+    tiers: dict[str, TierProgress]  # per tier (``GROUP_ORDER``)
+    units: list[dict]  # planflow.units_table
+    districts: list[dict]  # planflow.district_progress
+    overdue: list[dict]  # planflow.overdue
+    overdue_count: int
+    stalled: list[dict]  # planflow.stalled_actions
+    stalled_count: int
+    actions: list[dict]  # planflow.operator_log
     report: str | None  # the latest aggregate report (Markdown), once aggregated
 
     @property
+    def reported(self) -> int:
+        return self.overall.reported
+
+    @property
+    def expected(self) -> int:
+        return self.overall.expected
+
+    @property
     def percent(self) -> float:
-        return round(100.0 * self.reported / self.expected, 1) if self.expected else 0.0
+        return self.overall.percent
 
 
 def reporting_units(engine, as_of: dt.datetime) -> list[str]:
@@ -88,52 +105,51 @@ def unit_counts(engine, root_id: int) -> tuple[int, int]:
     return sum(1 for r in results if r.status in REPORTED), len(asked)
 
 
-def unit_row(registry, code: str, unit: dict | None) -> dict:
-    """A unit's row: ``unit`` is its entry in the summary, None while its task has not opened."""
-    name = registry.get(code).name
-    if unit is None:
-        return {"Đơn vị": name, "Mã": code, "Cấp": GROUP_NAMES[group_of(registry.get(code))], "Hạn": MISSING,
-                "Gửi lúc": MISSING, "Tình trạng": NOT_OPEN, "Điểm": None, "Xếp loại": "", "Cấp đôn đốc": 0}
-    return {"Đơn vị": name, "Mã": code, "Cấp": GROUP_NAMES[unit["group"]], "Hạn": short_datetime(unit["due"]),
-            "Gửi lúc": short_datetime(unit["submitted_at"]), "Tình trạng": unit["status_qd42"],
-            "Điểm": unit["score"], "Xếp loại": unit["classification"], "Cấp đôn đốc": unit["escalation_level"]}
+@dataclass(frozen=True)
+class TierProgress:
+    """How many units of one tier reported, of those asked: a progress bar and its words."""
+
+    name: str  # "Sở, ban, ngành", "UBND cấp huyện", "UBND cấp xã"; the plan's name for all
+    reported: int
+    expected: int
+
+    @property
+    def percent(self) -> float:
+        return round(100.0 * self.reported / self.expected, 1) if self.expected else 0.0
+
+    @property
+    def description(self) -> str:
+        """"<name>: N/M đơn vị đã báo cáo (P%)", P as the Prefect UI shows the bar's value
+        (truncated), so that the words and the bar agree."""
+        return f"{self.name}: {self.reported}/{self.expected} đơn vị đã báo cáo ({int(self.percent)}%)"
 
 
-def district_rows(registry, codes: list[str], units: dict) -> list[dict]:
-    """Per district: its own status and how many of its communes reported."""
-    rows = []
-    for code in codes:
-        if group_of(registry.get(code)) != "district":
-            continue
-        communes = [c for c in codes if group_of(registry.get(c)) == "commune" and registry.get(c).parent == code]
-        rows.append({"UBND cấp huyện": registry.get(code).name,
-                     "Tình trạng": unit_row(registry, code, units.get(code))["Tình trạng"],
-                     "Cấp xã đã báo cáo": sum(1 for c in communes if units.get(c, {}).get("status") in REPORTED),
-                     "Cấp xã phải báo cáo": len(communes)})
-    return rows or [{"UBND cấp huyện": MISSING}]
-
-
-def escalation_rows(registry, escalations: list[dict]) -> list[dict]:
-    return [{"Đơn vị": registry.get(e["unit"]).name, "Cấp": e["level"], "Lúc": short_datetime(e["at"])}
-            for e in escalations] or [{"Đơn vị": MISSING, "Cấp": 0, "Lúc": MISSING}]
-
-
-def stalled_rows(stalled: list[dict]) -> list[dict]:
-    return [{"Loại": x["kind"], "Bước": x["step"], "Đơn vị": x["unit"] or MISSING, "Chi tiết": x["detail"]}
-            for x in stalled] or [{"Loại": MISSING, "Bước": MISSING, "Đơn vị": MISSING, "Chi tiết": "Không có"}]
+def tier_progress(registry, codes: list[str], units: dict) -> dict[str, TierProgress]:
+    """Per tier (``GROUP_ORDER``, the tiers asked), reported of asked."""
+    out = {}
+    for group in GROUP_ORDER:
+        asked = [c for c in codes if group_of(registry.get(c)) == group]
+        if asked:
+            out[group] = TierProgress(GROUP_NAMES[group], sum(1 for c in asked if units.get(c, {}).get("status")
+                                                              in REPORTED), len(asked))
+    return out
 
 
 def instance_progress(engine, root_id: int, as_of: dt.datetime) -> Progress:
     """The instance ``root_id`` at ``as_of``, read for its artifacts."""
     summary = build_summary(engine, root_id, as_of=as_of)
-    reg = engine.plan.registry
+    plan, reg = engine.plan, engine.plan.registry
     units = summary["units"]
     # every unit asked, also those whose task has not opened yet (a district's own
     # self-evaluation opens once its communes are aggregated): the table has one row per
     # unit from the start and the progress does not jump back when a tier opens
     codes = units_asked(engine, root_id, units)
+    stalled = engine.stalled(root_id)
     return Progress(
-        summary=summary, reported=sum(1 for u in units.values() if u["status"] in REPORTED), expected=len(codes),
-        units=[unit_row(reg, c, units.get(c)) for c in codes], districts=district_rows(reg, codes, units),
-        escalations=escalation_rows(reg, summary["escalations"]), stalled=stalled_rows(engine.stalled(root_id)),
-        report=latest_markdown(engine, root_id))
+        summary=summary, as_of=as_of,
+        overall=TierProgress("Tất cả đơn vị", sum(1 for u in units.values() if u["status"] in REPORTED), len(codes)),
+        tiers=tier_progress(reg, codes, units), units=unit_rows(reg, codes, units, as_of),
+        districts=district_rows(reg, codes, units, as_of), overdue=overdue_rows(plan, codes, units, as_of),
+        overdue_count=len(overdue_codes(codes, units, as_of)),
+        stalled=stalled_rows(plan, stalled), stalled_count=len(stalled),
+        actions=operator_rows(engine, root_id), report=latest_markdown(engine, root_id))

@@ -15,7 +15,8 @@ import jinja2
 from sqlalchemy import func, select
 
 from planflow import store as s
-from planflow.notifications.vn_format import short_datetime, vn_date, vn_number
+from planflow import audit
+from planflow.notifications.vn_format import MISSING, short_datetime, vn_date, vn_number
 from planflow.status_words import report_status
 
 _ENV = jinja2.Environment(
@@ -112,7 +113,97 @@ def latest_report(conn, instance_id: int):
 
 def latest_markdown(engine, instance_id: int) -> str | None:
     """The Markdown of the instance's newest report, or None before the first aggregation
-    (``engine``: a :class:`planflow.Engine`; for flows, which never touch tables)."""
+    (``engine``: a :class:`planflow.Engine`; for flows, which never touch tables); followed
+    by the reviewers' decisions of every round (``review_markdown``), read when asked: a
+    decision recorded after the report was made shows in it."""
     with engine.db.connect() as conn:
         report = latest_report(conn, instance_id)
-    return report.markdown if report is not None else None
+        decisions = reviews(conn, engine.plan, s.tree_ids(conn, instance_id)) if report is not None else []
+    if report is None:
+        return None
+    section = review_markdown(engine.plan, decisions, report.data.get("round", 1))
+    return report.markdown.rstrip("\n") + "\n" + section if section else report.markdown
+
+
+def review_elements(plan) -> dict[str, object]:
+    """The review steps of the plan (user tasks with a "fields" form), by id: their form."""
+    return {e.id: plan.forms[e.form] for p in [plan.definition.main, *plan.definition.subprocesses]
+            for e in p.elements if e.type == "userTask" and e.form and plan.forms[e.form].kind == "fields"}
+
+
+def reviews(conn, plan, tree: list[int]) -> list[dict]:
+    """Every review decision recorded in these instances, in order: its round, who decided
+    (the actor of its "task.submitted" audit row; the reviewing unit's name when that is the
+    default "unit"), when (``submitted_at``), and the form's answers in the form's words."""
+    forms = review_elements(plan)
+    where = (s.work_items.c.instance_id.in_(tree), s.work_items.c.element_id.in_(list(forms)))
+    rows = conn.execute(
+        select(s.work_items.c.instance_id, s.work_items.c.element_id, s.work_items.c.unit_code,
+               s.submissions.c.submitted_at, s.submissions.c.payload)
+        .join(s.submissions, s.submissions.c.work_item_id == s.work_items.c.id)
+        .where(*where).order_by(s.work_items.c.id)).all()
+    actors: dict[tuple, list[str]] = {}
+    for a in audit.read(conn, tree, ("task.submitted",)):
+        if a.element_id in forms:
+            actors.setdefault((a.instance_id, a.element_id, a.unit_code), []).append(a.actor)
+    out, seen = [], {}
+    for r in rows:  # the n-th decision of a reviewer is its n-th "task.submitted"
+        key = (r.instance_id, r.element_id, r.unit_code)
+        n = seen[key] = seen.get(key, 0) + 1
+        named = actors.get(key, [])
+        out.append({"round": n, "unit": r.unit_code, "at": r.submitted_at,
+                    "by": reviewer_name(plan, r.unit_code, named[n - 1] if n <= len(named) else None),
+                    "answers": form_answers(forms[r.element_id], r.payload or {})})
+    return out
+
+
+def reviewer_name(plan, unit_code: str, actor: str | None) -> str:
+    """Who decided: the person the operator named, with their body ("Nguyễn Văn B (Ban Dân
+    vận Tỉnh ủy)"; an actor written "unit-code:person" names its unit's body); the body
+    alone when the decision was recorded under the default actor (a simulation)."""
+    unit = plan.registry.get(unit_code)
+    body = unit.name if unit is not None else unit_code
+    if not actor or actor in ("unit", audit.ENGINE, unit_code) or actor == body:
+        return body
+    prefix, _, person = actor.partition(":")
+    named = plan.registry.get(prefix) if person else None
+    if named is not None:
+        actor, body = person.strip(), named.name
+    return actor if body in actor else f"{actor} ({body})"
+
+
+def form_answers(form, payload: dict) -> list[tuple[str, str, bool]]:
+    """(label, answer, is a choice) of each field of a "fields" form: a choice by its label
+    in the form."""
+    out = []
+    for f in form.fields:
+        value = payload.get(f.name)
+        if f.type == "choice":
+            out.append((f.label or "Kết luận", (f.choices or {}).get(value, value or MISSING), True))
+        else:
+            out.append((f.label or f.name, str(value).strip() if value else MISSING, False))
+    return out
+
+
+def decision_line(d: dict, tz) -> str:
+    """"- **Lần 1** — Ban Dân vận Tỉnh ủy, 20/12/2022 09:00 (+07:00). Kết luận: **Trả lại, đề
+    nghị bổ sung**. Ý kiến: “…”." — a line that wraps (a table cell would be cut off)."""
+    at = d["at"].astimezone(tz)
+    parts = [f"{label}: " + (f"**{answer}**" if choice else "không có" if answer == MISSING else f"“{answer}”")
+             for label, answer, choice in d["answers"]]
+    return f"- **Lần {d['round']}** — {d['by']}, {short_datetime(at)} ({at.isoformat()[-6:]}). " + \
+        "".join(f"{p.replace(chr(10), ' ')}. " for p in parts).rstrip()
+
+
+def review_markdown(plan, decisions: list[dict], round_: int) -> str:
+    """The reviewers' decisions as a section after the report: a line for every round, and
+    a line when the latest round still waits for one. "" when the plan has no review."""
+    forms = list(review_elements(plan).values())
+    if not forms:
+        return ""
+    lines = ["", "---", "", f"## {forms[0].title.upper()}", ""]
+    lines += [decision_line(d, plan.calendar.tz) for d in decisions]
+    reviewers = ", ".join(u.name for u in plan.registry.group("reviewers")) or "cơ quan thẩm định"
+    if round_ > max((d["round"] for d in decisions), default=0):
+        lines += ["", f"*Báo cáo lần {round_} đang chờ ý kiến thẩm định của {reviewers}.*"]
+    return "\n".join(lines) + "\n"

@@ -69,7 +69,8 @@ def build_summary(engine, root_id: int, as_of=None) -> dict:
             "started_at": local_iso(plan, inst.started_at),
             "ended_at": local_iso(plan, inst.ended_at),
             "units": {r.code: {"status": r.status, "score": r.score, "classification": r.classification,
-                               "group": r.group, "due": local_iso(plan, r.due_at),
+                               "group": r.group, "district": r.district, "element": r.element,
+                               "due": local_iso(plan, r.due_at),
                                "submitted_at": local_iso(plan, r.submitted_at),
                                "escalation_level": levels.get(r.code, 0),
                                "status_qd42": qd42_status(
