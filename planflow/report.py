@@ -126,9 +126,9 @@ def latest_markdown(engine, instance_id: int) -> str | None:
 
 
 def review_elements(plan) -> dict[str, object]:
-    """The review steps of the plan (user tasks with a "fields" form), by id: their form."""
+    """The review steps of the plan (user tasks whose form decides, ``Form.decides``), by id: their form."""
     return {e.id: plan.forms[e.form] for p in [plan.definition.main, *plan.definition.subprocesses]
-            for e in p.elements if e.type == "userTask" and e.form and plan.forms[e.form].kind == "fields"}
+            for e in p.elements if e.type == "userTask" and e.form and plan.forms[e.form].decides}
 
 
 def reviews(conn, plan, tree: list[int]) -> list[dict]:

@@ -122,5 +122,9 @@ def test_operator_actions_say_who_what_why_when(year):
     _, _, views = year
     assert views["start"].actions[0]["Việc"] == "Chưa có thao tác nào"
     reviews = [r for r in views["end"].actions if r["Việc"].startswith("Ý kiến thẩm định")]
-    assert [r["Việc"] for r in reviews] == ["Ý kiến thẩm định: trả lại", "Ý kiến thẩm định: thống nhất"]
+    assert [r["Việc"] for r in reviews] == ["Ý kiến thẩm định: Trả lại, đề nghị bổ sung",
+                                            "Ý kiến thẩm định: Thống nhất"]  # the form's words
+    # between them, Sở Nội vụ completed the returned report
+    assert [r["Lúc"] for r in views["end"].actions if r["Việc"] == "Sở Nội vụ bổ sung, hoàn thiện báo cáo"] == [
+        "22/12/2022 09:00"]
     assert reviews[0]["Lúc"] == "20/12/2022 09:00" and reviews[0]["Lý do / ý kiến"].startswith("Bổ sung")
