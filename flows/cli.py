@@ -1,6 +1,7 @@
 """The ``planflow`` command. Its commands live by what they are for: a plan
-(``cli_plan``: validate, simulate) and its operation (``cli_operate``: status,
-notifications, sweep, serve, automations)."""
+(``cli_plan``: validate, simulate), its operation (``cli_operate``: status,
+notifications, sweep, serve, automations) and the data it stands on (``cli_calendar``:
+a year's days off and make-up working days)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from planflow.flows import cli_plan  # noqa: F401, I001
 from planflow.flows import cli_operate  # noqa: F401, I001
 from planflow.flows import cli_start  # noqa: F401, I001
+from planflow.flows import cli_calendar  # noqa: F401, I001
 from planflow.flows.cli_common import app
 
 __all__ = ["app", "main"]
