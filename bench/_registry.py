@@ -1,10 +1,11 @@
 """Synthetic unit registries and a minimal self-evaluation process for the benchmark.
 
-Units come from the GSO list of administrative units (01/10/2022): every province in file
-order, each district (level2) as a unit of group ``districts`` followed by its communes
-(level3) in group ``communes``, after a few provincial departments (``departments``), until
-``n`` units. The file holds ~11 300 districts and communes; beyond that the list is
-repeated with a suffix (``-r2``, ``-r3`` ...) on every code, and the result says so.
+Units come from the GSO list of administrative units (01/10/2022, the copy shipped as package
+data for ``planflow registry``): every province in file order, each district (level2) as a
+unit of group ``districts`` followed by its communes (level3) in group ``communes``, after a
+few provincial departments (``departments``), until ``n`` units. The file holds ~11 300
+districts and communes; beyond that the list is repeated with a suffix (``-r2``, ``-r3`` ...)
+on every code, and the result says so.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from pathlib import Path
 
 import yaml
 
+from planflow.registry_sources import GSO_FILE
+
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_GSO = Path(__file__).resolve().parents[2] / "shared" / "domain" / "gso-admin-units-2022-10-01.json"
+DEFAULT_GSO = GSO_FILE  # shipped with planflow (planflow/data/SOURCES.md), as `planflow registry` reads it
 FORM = REPO / "definitions" / "forms" / "self-evaluation.yaml"
 
 DEPARTMENTS = [

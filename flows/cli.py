@@ -1,6 +1,8 @@
 """The ``planflow`` command. Its commands live by what they are for: a plan
-(``cli_plan``: validate, simulate) and its operation (``cli_operate``: status,
-notifications, sweep, serve, automations)."""
+(``cli_plan``: validate, simulate), its operation (``cli_operate``: status,
+notifications, sweep, serve, automations) and the data it stands on (``cli_calendar``:
+a year's days off and make-up working days; ``cli_registry``: a province's units
+from the official lists)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,11 @@ import sys
 from planflow.flows import cli_plan  # noqa: F401, I001
 from planflow.flows import cli_operate  # noqa: F401, I001
 from planflow.flows import cli_start  # noqa: F401, I001
+from planflow.flows import cli_calendar  # noqa: F401, I001
+from planflow.flows import cli_registry  # noqa: F401, I001
 from planflow.flows.cli_common import app
+
+cli_registry.register(app)
 
 __all__ = ["app", "main"]
 

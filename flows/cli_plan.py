@@ -13,19 +13,29 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from planflow.flows.cli_common import app, db_url, fail, out, user_errors
+from planflow.flows.cli_common import app, db_url, err, fail, out, user_errors
 
 
 @app.command()
-def validate(definition: Path = typer.Argument(..., help="process definition (YAML)")) -> None:
-    """Check a definition, its registry, forms, calendar and templates."""
+def validate(definition: Path = typer.Argument(..., help="process definition (YAML)"),
+             strict: bool = typer.Option(False, "--strict", help="fail when a year the plan runs in has no "
+                                         "official days-off notice in the calendar data")) -> None:
+    """Check a definition, its registry, forms, calendar and templates; warn about a year
+    whose days off the calendar does not know from an official notice."""
     from planflow import load_plan
+    from planflow.calendar_report import calendar_gaps
 
     try:
         plan = load_plan(definition)
     except user_errors() as exc:
         fail(exc)
     d = plan.definition
+    # the plan's year (a cycle running on into January is not checked: said in the closing note)
+    gaps = calendar_gaps(plan.calendar, [d.year] if d.year else [])
+    for gap in gaps:
+        err.print(f"[yellow]{'ERROR' if strict else 'WARNING'}[/yellow] {gap}", highlight=False)
+    if strict and gaps:
+        raise typer.Exit(1)
     n = len(d.elements) + sum(len(p.elements) for p in d.subprocesses)
     out.print(f"[green]OK[/green] {definition}: '{d.id}', {n} elements, "
               f"{len(d.subprocesses)} sub-process(es), {len(plan.registry.units)} units, "

@@ -106,6 +106,7 @@ def start(
     if when is not None:
         who = actor or os.environ.get("USER") or getpass.getuser()
         why = reason or f"Chạy lại kế hoạch năm {plan.definition.year} từ dòng lệnh (planflow start --as-of)"
-        _run(operations.set_replay_clock, at=when, actor=who, reason=why)
+        local = when.astimezone(plan.calendar.tz)  # the flow's form: a date and a time in Vietnam's time
+        _run(operations.set_replay_clock, day=local.date(), time=f"{local:%H:%M}", actor=who, reason=why)
     key = _run(operations.plan_cycle, year=plan.definition.year)
     _print_instance(url, plan, key)

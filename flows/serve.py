@@ -60,8 +60,10 @@ async def deployments(definition: str, db_url: str | None = None):
         (ops.record_incident, "record-incident", {}, [], tags),
     ]
     # by module path (planflow.flows.operations:...), so the runs import the installed package
+    # enforce_parameter_schema: the server refuses a run whose parameters are not in the form's
+    # lists or limits when it is created, before any worker picks it up
     return [await flow.ato_deployment(name=name, parameters=parameters, schedules=schedules, tags=t,
-                                      entrypoint_type=EntrypointType.MODULE_PATH)
+                                      entrypoint_type=EntrypointType.MODULE_PATH, enforce_parameter_schema=True)
             for flow, name, parameters, schedules, t in specs]
 
 
@@ -101,7 +103,11 @@ async def ensure_automations(ids: dict[str, object]) -> list[str]:
         ),
         Automation(
             name="planflow: lần chạy thất bại → sự cố",
-            description="A Failed or Crashed run of a plan deployment becomes an incident and a letter to Sở Nội vụ.",
+            # Prefect names a state-change event after the state's *name*: a run that refused an
+            # operator's input ends FAILED-type but named "Từ chối" (prefect.flow-run.Từ chối), so
+            # an input mistake writes no incident letter (planflow.flows.outcome)
+            description="A Failed or Crashed run of a plan deployment becomes an incident and a letter to Sở Nội vụ "
+                        "(a refused operator input, state \"Từ chối\", does not).",
             trigger=EventTrigger(
                 expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
                 match_related={"prefect.resource.id": [f"prefect.deployment.{ids[n]}" for n in PLAN_DEPLOYMENTS]},

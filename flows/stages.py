@@ -11,16 +11,15 @@ from __future__ import annotations
 import datetime as dt
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.events import emit_event
 from prefect.tasks import exponential_backoff
 
 from planflow import Submission, outbox
 from planflow.documents import documents_dir, write_latest
-from planflow.notifications.vn_format import short_datetime
 from planflow.flows.delivery import backoff_seconds, deliver_pending
+from planflow.flows.events import emit_overdue
 from planflow.flows.runtime import RunRef, engine_for, root_id
+from planflow.notifications.vn_format import short_datetime
 
 
 @task(cache_policy=NO_CACHE, task_run_name="record-submissions")
@@ -111,8 +110,22 @@ async def drive_stage(ref: RunRef, stage: str, as_of: dt.datetime) -> int:
     return moved
 
 
+def _at_name(label: str) -> str:
+    """``"<label> dd/mm/yyyy HH:MM"`` at the run's ``as_of`` (the plan's moment, +07:00)."""
+    try:
+        from prefect.runtime import flow_run
+
+        params = flow_run.parameters
+        tz = engine_for(RunRef.model_validate(params["ref"])).plan.calendar.tz
+        as_of = params["as_of"]
+        return f"{label} {short_datetime(as_of if isinstance(as_of, dt.datetime) else str(as_of), tz)}"
+    except Exception:  # noqa: BLE001 - a run name never stops a run
+        return label
+
+
 def _stage_flow(stage: str, description: str):
-    @flow(name=stage.replace("_", "-"), description=description, log_prints=True)
+    @flow(name=stage.replace("_", "-"), description=description, log_prints=True,
+          flow_run_name=lambda: _at_name(description.split(":")[0].split(";")[0].rstrip(".")))
     async def stage_flow(ref: RunRef, as_of: dt.datetime, submissions: list[dict] | None = None) -> int:
         if submissions:
             record_submissions(ref, as_of, submissions)
@@ -163,31 +176,26 @@ def log_sweep(logger, notices: list[dict], as_of: dt.datetime, tz) -> None:
             "(audit: unit.superseded)", when, superseded, units, superseded, units)
 
 
-@flow(name="deadline-sweep", description="Đến hạn: nhắc nhở, đôn đốc theo cấp, đóng nhận báo cáo.")
+def _sweep_run_name() -> str:
+    return _at_name("Quét hạn")
+
+
+@flow(name="deadline-sweep", flow_run_name=_sweep_run_name,
+      description="Đến hạn: nhắc nhở, đôn đốc theo cấp, đóng nhận báo cáo.")
 async def deadline_sweep(ref: RunRef, as_of: dt.datetime) -> int:
     """Record the highest reminder or escalation due at ``as_of`` for each unit once (a late
     sweep supersedes the lower rungs: audited and logged, not sent), close what must close.
 
-    Each escalation becomes a ``planflow.unit.overdue`` event (for automations) and a row
-    of the ``overdue-units`` table artifact that operators see in the Prefect UI.
+    Each escalation becomes a ``planflow.unit.overdue`` event (for automations and the Event
+    Feed: ``planflow.flows.events``); the overdue units are listed by the instance's keyed
+    artifact (``publish_artifacts``), not by one table per pass.
     """
     notices = sweep_due(ref, as_of)
     engine = engine_for(ref)
     log_sweep(get_run_logger(), notices, as_of, engine.plan.calendar.tz)
-    escalations = [n for n in notices if n["kind"] == "escalation"]
-    for n in escalations:
-        unit = engine.plan.registry.get(n["unit"])
-        emit_event(event="planflow.unit.overdue",
-                   resource={"prefect.resource.id": f"planflow.unit.{n['unit']}",
-                             "prefect.resource.name": unit.name},
-                   payload={**n, "plan": engine.plan.id, "as_of": as_of.isoformat()})
-    if escalations:
-        tz = engine.plan.calendar.tz
-        await acreate_table_artifact(
-            key="overdue-units",
-            table=[{"Đơn vị": engine.plan.registry.get(n["unit"]).name, "Mã": n["unit"], "Cấp đôn đốc": n["level"],
-                    "Hạn": short_datetime(n["due"], tz), "Bước": n["element"]} for n in escalations],
-            description=f"Đơn vị quá hạn được đôn đốc lúc {short_datetime(as_of, tz)}")
+    for n in notices:
+        if n["kind"] == "escalation":
+            emit_overdue(engine.plan, ref.root_key, n, as_of)
     if notices:
         delivery_task()(ref, as_of)
     return len(notices)

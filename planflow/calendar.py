@@ -9,8 +9,11 @@ offsets are read by ``planflow.due_phrases``.
     cal.shift(due, "-5wd", at=cal.office_open)            # reminder 08:00, 5 working days before
     cal.resolve_due({"before": "2022-12-10"})             # 2022-12-09 23:59:59+07:00
 
-A day is decided in this order: swapped (make-up) working day -> working; the year's official
-days off -> off; statutory holiday (``holidays`` package) -> off; weekly rest -> off; else working.
+A day is decided in this order: the file's make-up working day -> working; the file's days off
+(the year's official notice) -> off; the ``holidays`` package's make-up working day
+(``weekend_workdays``, a Saturday worked for a bridge day) -> working; its holidays (statutory,
+observed "nghỉ bù" and substituted days) -> off; weekly rest -> off; else working.
+What a year holds, and which years the data lacks, is said by ``planflow.calendar_report``.
 Working days are precomputed lazily per calendar year as a sorted list of ordinals, so
 ``add_working_days`` is a bisect plus an index, not a day-by-day walk.
 """
@@ -30,11 +33,11 @@ from planflow.calendar_file import DEFAULT_CALENDAR_DIR, Notice, calendar_settin
 from planflow.due_phrases import OFFSET_HELP, Offset, add_months, check_rules, effective_rules, parse_offset, read_due
 from planflow.problems import CalendarError
 
-__all__ = ["BusinessCalendar", "CalendarError", "Offset", "DEFAULT_CALENDAR_DIR"]
+__all__ = ["BusinessCalendar", "CalendarError", "Offset", "DEFAULT_CALENDAR_DIR", "WEEKDAY_VI"]
 
 END_OF_DAY = time(23, 59, 59)
 
-_WEEKDAY_VI = ("Thứ Hai", "Thứ Ba", "Thứ Tư", "Thứ Năm", "Thứ Sáu", "Thứ Bảy", "Chủ nhật")
+WEEKDAY_VI = ("Thứ Hai", "Thứ Ba", "Thứ Tư", "Thứ Năm", "Thứ Sáu", "Thứ Bảy", "Chủ nhật")
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class BusinessCalendar:
         working_days: frozenset[int],
         notices: Mapping[int, Notice],
         source: str = "<dict>",
+        working_names: Mapping[int, str] | None = None,
+        years_line: int = 0,
     ) -> None:
         self.name = name
         self.id = name
@@ -77,9 +82,11 @@ class BusinessCalendar:
         self._statutory_cfg = statutory
         self._days_off = dict(days_off)  # ordinal -> Vietnamese name (official notices)
         self._extra_working = working_days  # ordinals of swapped (make-up) working days
+        self._working_names = dict(working_names or {})  # ordinal -> name of a make-up day (file)
         self._notices = dict(notices)
+        self.years_line = years_line  # the line of ``years:`` in the file (0: unknown)
         self._years: dict[int, _YearIndex] = {}
-        self._statutory_years: dict[int, dict[date, str]] = {}
+        self._statutory_years: dict[int, tuple[dict[date, str], frozenset[date]]] = {}
 
     def __repr__(self) -> str:
         return f"BusinessCalendar({self.name!r}, tz={self.tz.key!r}, source={self.source!r})"
@@ -111,33 +118,41 @@ class BusinessCalendar:
 
     # ----------------------------------------------------------------- days
 
-    def _statutory(self, year: int) -> dict[date, str]:
+    def _package(self, year: int) -> tuple[dict[date, str], frozenset[date]]:
+        """The ``holidays`` package's days off of a year, and its make-up (weekend) working days."""
         found = self._statutory_years.get(year)
         if found is None:
-            found = {}
+            found = ({}, frozenset())
             if self._statutory_cfg is not None:
                 cfg = self._statutory_cfg
                 try:
                     hols = holidays.country_holidays(
                         cfg["country"], subdiv=cfg["subdiv"], years=year, language=cfg["language"]
                     )
-                    found = {d: n for d, n in hols.items() if d.year == year}
+                    workdays = getattr(hols, "weekend_workdays", ())
+                    found = ({d: n for d, n in hols.items() if d.year == year},
+                             frozenset(d for d in workdays if d.year == year))
                 except (NotImplementedError, KeyError, ValueError) as exc:
                     raise CalendarError(f"{self.source}: statutory holidays for {cfg} {year}: {exc}") from None
             self._statutory_years[year] = found
         return found
+
+    def _statutory(self, year: int) -> dict[date, str]:
+        return self._package(year)[0]
 
     def _year(self, year: int) -> _YearIndex:
         idx = self._years.get(year)
         if idx is None:
             if not 1 <= year <= 9999:
                 raise CalendarError(f"year {year} is outside the calendar (1..9999)")
-            statutory = {d.toordinal() for d in self._statutory(year)}
+            package_off, package_work = self._package(year)
+            statutory = {d.toordinal() for d in package_off}
+            made_up = {d.toordinal() for d in package_work}
             rest, off, extra = self.weekly_rest, self._days_off, self._extra_working
             first, last = date(year, 1, 1).toordinal(), date(year, 12, 31).toordinal()
             working = tuple(
                 o for o in range(first, last + 1)
-                if o in extra or not (o in off or o in statutory or (o - 1) % 7 in rest)
+                if o in extra or (o not in off and (o in made_up or not (o in statutory or (o - 1) % 7 in rest)))
             )  # (o - 1) % 7 == date.fromordinal(o).weekday()
             idx = _YearIndex(working=working, working_set=frozenset(working))
             self._years[year] = idx
@@ -160,7 +175,7 @@ class BusinessCalendar:
         o = d.toordinal()
         if o in self._year(d.year).working_set:
             return None
-        return self._days_off.get(o) or self._statutory(d.year).get(d) or _WEEKDAY_VI[d.weekday()]
+        return self._days_off.get(o) or self._statutory(d.year).get(d) or WEEKDAY_VI[d.weekday()]
 
     def add_working_days(self, d: date, n: int) -> date:
         """n>0: the n-th working day after d; n<0: before d; n==0: d if working, else the next one."""
@@ -212,6 +227,37 @@ class BusinessCalendar:
     def official_notice(self, year: int) -> str | None:
         notice = self._notices.get(year)
         return notice.text if notice else None
+
+    def notice(self, year: int) -> Notice | None:
+        """What the file says of a year's notice (text, complete, source, missing, line); None: nothing."""
+        return self._notices.get(year)
+
+    def holidays_in(self, year: int) -> list[tuple[date, str, str]]:
+        """The year's days off other than plain weekly rest: (day, Vietnamese name, origin), origin
+        ``"notice"`` (the file's official notice) or ``"holidays"`` (the package)."""
+        working, statutory = self._year(year).working_set, self._statutory(year)
+        days = []
+        for o in range(date(year, 1, 1).toordinal(), date(year, 12, 31).toordinal() + 1):
+            if o in working:
+                continue
+            d = date.fromordinal(o)
+            if o in self._days_off:
+                days.append((d, self._days_off[o], "notice"))
+            elif d in statutory:
+                days.append((d, statutory[d], "holidays"))
+        return days
+
+    def make_up_days_in(self, year: int) -> list[tuple[date, str, str]]:
+        """The year's make-up working days on a weekly rest day: (day, name, origin) as in :meth:`holidays_in`."""
+        working, package_work = self._year(year).working_set, self._package(year)[1]
+        found = {o: (self._working_names.get(o, "Ngày làm bù"), "notice") for o in self._extra_working}
+        for d in package_work:
+            # the package names the bridge day "Ngày nghỉ (thay cho ngày 22/08/2026)"
+            swapped = [h for h, n in self._statutory(year).items() if f"{d:%d/%m/%Y}" in n]
+            name = f"Làm bù cho ngày {swapped[0]:%d/%m/%Y}" if swapped else "Ngày làm bù"
+            found.setdefault(d.toordinal(), (name, "holidays"))
+        return [(date.fromordinal(o), name, origin) for o, (name, origin) in sorted(found.items())
+                if o in working and date.fromordinal(o).year == year and (o - 1) % 7 in self.weekly_rest]
 
     # ----------------------------------------------------------------- moments
 

@@ -9,7 +9,7 @@ reading with a ``CalendarFileError`` naming the file and the line.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, time
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -19,23 +19,27 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from planflow.definitions import shipped
 from planflow.due_phrases import check_rules, parse_date
 from planflow.problems import CalendarError, CalendarFileError, Problem
-from planflow.yaml_reader import LINE_KEY, YamlError, line_of, load_with_lines, strip_lines
+from planflow.yaml_reader import LINE_KEY, YamlError, line_of, line_of_key, load_with_lines, strip_lines
 
 DEFAULT_CALENDAR_DIR = shipped("calendars")
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 CALENDAR_KEYS = {"id", "name", "description", "note", "timezone", "weekly_rest", "office_hours",
                  "statutory", "rules", "years"}
-YEAR_KEYS = ("notice", "complete", "days_off", "working_days", "source", "note")
+YEAR_KEYS = ("notice", "complete", "missing", "days_off", "working_days", "source", "note")
 ENTRY_KEYS = {"name", "date", "dates", "from", "to", "source", "status", "note"}
 
 
 @dataclass(frozen=True)
 class Notice:
-    """A year's official days-off notice: its text, and whether the file holds all of it."""
+    """A year's official days-off notice: its text, whether the file holds all of it, where it was
+    read (``source``), what the data still lacks (``missing``) and the line of the year in the file."""
 
     text: str | None
     complete: bool
+    source: str | None = None
+    missing: str | None = None
+    line: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -189,7 +193,7 @@ def read_years(data: Mapping, src: CalendarSource) -> dict:
     years = data.get("years") or {}
     if not isinstance(years, Mapping):
         raise src.problem("years must be a mapping of year -> {notice, days_off, working_days}", data)
-    found = {"days_off": {}, "working_days": set(), "notices": {}}
+    found = {"days_off": {}, "working_days": set(), "working_names": {}, "notices": {}}
     for year_key, ydata in years.items():
         if year_key != LINE_KEY:
             _read_year(year_key, ydata, years, src, found)
@@ -198,7 +202,7 @@ def read_years(data: Mapping, src: CalendarSource) -> dict:
     if clash:
         d = date.fromordinal(clash[0])
         raise src.problem(f"{d.isoformat()} is both a working day and a day off ('{days_off[clash[0]]}')", years)
-    return {**found, "working_days": frozenset(working)}
+    return {**found, "working_days": frozenset(working), "years_line": line_of_key(data, "years")}
 
 
 CALENDAR_PARTS: tuple[Callable[[Mapping, CalendarSource], dict], ...] = (
@@ -226,8 +230,12 @@ def _read_year(year_key: Any, ydata: Any, years: Mapping, src: CalendarSource, f
     complete = ydata.get("complete", notice is not None)
     if not isinstance(complete, bool):
         raise src.problem(f"{here}.complete must be true or false", ydata)
+    if complete and _text(ydata.get("missing")):
+        raise src.problem(f"{here}: 'missing' says what the data lacks, so 'complete' must be false", ydata)
     found["notices"][year] = Notice(text=str(notice) if notice is not None else None,
-                                    complete=bool(complete and notice is not None))
+                                    complete=bool(complete and notice is not None),
+                                    source=_text(ydata.get("source")), missing=_text(ydata.get("missing")),
+                                    line=line_of_key(years, year_key) or line_of(ydata))
     for i, entry in enumerate(_listed(ydata.get("days_off"))):
         _read_day_off(entry, f"{here}.days_off[{i}]", ydata, src, found["days_off"])
     for i, entry in enumerate(_listed(ydata.get("working_days"))):
@@ -237,6 +245,8 @@ def _read_year(year_key: Any, ydata: Any, years: Mapping, src: CalendarSource, f
         else:
             dates = [_located_date(entry, where, ydata, src)]
         found["working_days"].update(d.toordinal() for d in dates)
+        if isinstance(entry, Mapping) and _text(entry.get("name")):
+            found["working_names"].update((d.toordinal(), _text(entry.get("name"))) for d in dates)
 
 
 def _read_day_off(entry: Any, where: str, ydata: Mapping, src: CalendarSource, days_off: dict[int, str]) -> None:
@@ -279,6 +289,12 @@ def _located_date(value: Any, where: str, node: Any, src: CalendarSource) -> dat
         return parse_date(strip_lines(value), context=where)
     except CalendarError as exc:
         raise src.problem(str(exc), node) from None
+
+
+def _text(value: Any) -> str | None:
+    """A free-text value of the file, stripped; None when absent or empty."""
+    value = strip_lines(value)
+    return (str(value).strip() or None) if value is not None else None
 
 
 def _listed(value: Any) -> Any:

@@ -175,38 +175,53 @@ class Engine:
             raise ValueError(f"'{element_id}' is not a step of '{self.plan.id}'; steps: {', '.join(steps)}")
         return found
 
-    def retrigger(self, root_id: int, element_id: str, *, unit: str | None, actor: str, reason: str,
-                  as_of: dt.datetime) -> int:
-        """Make a stalled step runnable again and put its failed letters back in the outbox.
+    def retrigger(self, root_id: int, element_id: str | None, *, unit: str | None, actor: str, reason: str,
+                  as_of: dt.datetime) -> list[dict]:
+        """Make stalled steps runnable again and put failed letters back in the outbox.
 
-        Records who and why in the audit log. A step that is not stalled is left alone
-        (re-triggering twice changes nothing); returns how many tokens and letters were reset.
+        ``element_id`` None: every step; ``unit``: only what concerns that unit — its own
+        sub-process (a district), the letters to it and the letters about it (a commune's
+        escalations go to its district: they are the commune's, not the district's). Records
+        who and why in the audit log. What is not stalled is left alone (re-triggering twice
+        changes nothing). Returns what was reset, one dict per step token or letter:
+        ``{"what": "step" | "letter", "step", "unit", "recipient", "kind", "id"}``.
         """
-        self._elements_named(element_id)
+        if element_id is not None:
+            self._elements_named(element_id)
         if unit is not None and unit not in self.plan.registry:
             raise ValueError(f"unit '{unit}' is not in registry '{self.plan.registry.id}'")
         if not reason.strip():
             raise ValueError("give a reason: it is kept in the audit log")
+        done: list[dict] = []
         with self.db.begin() as conn:
             tree = s.tree_ids(conn, root_id)
-            q = (select(s.tokens.c.id, s.tokens.c.instance_id, s.tokens.c.last_error, s.tokens.c.attempts)
+            q = (select(s.tokens.c.id, s.tokens.c.instance_id, s.tokens.c.element_id, s.tokens.c.last_error,
+                        s.tokens.c.attempts, s.instances.c.scope_unit)
                  .join(s.instances, s.instances.c.id == s.tokens.c.instance_id)
-                 .where(s.tokens.c.instance_id.in_(tree), s.tokens.c.element_id == element_id,
-                        s.tokens.c.status == "ready"))
+                 .where(s.tokens.c.instance_id.in_(tree), s.tokens.c.status == "ready"))
+            # one step: its ready tokens; every step: those that failed
+            q = q.where(s.tokens.c.last_error.is_not(None) if element_id is None
+                        else s.tokens.c.element_id == element_id)
             if unit is not None:
                 q = q.where(s.instances.c.scope_unit == unit)
-            stalled = conn.execute(q).all()
-            for tok in stalled:
+            for tok in conn.execute(q).all():
                 conn.execute(update(s.tokens).where(s.tokens.c.id == tok.id).values(attempts=0, last_error=None))
-                audit.record(conn, as_of, tok.instance_id, actor, "step.retriggered", element_id, unit, detail={
+                audit.record(conn, as_of, tok.instance_id, actor, "step.retriggered", tok.element_id, unit, detail={
                     "reason": reason, "previous_attempts": tok.attempts, "previous_error": tok.last_error})
-            q = select(s.outbox.c.id).where(s.outbox.c.instance_id.in_(tree), s.outbox.c.element_id == element_id,
-                                            s.outbox.c.status == "failed")
-            if unit is not None:
-                q = q.where(s.outbox.c.recipient == unit)
-            failed_letters = list(conn.scalars(q))
-        requeued = outbox.requeue_failed(self.db, failed_letters, actor=actor, reason=reason, at=as_of)
-        return len(stalled) + len(requeued)
+                done.append({"what": "step", "step": tok.element_id, "unit": tok.scope_unit, "recipient": None,
+                             "kind": None, "id": tok.id})
+            q = select(s.outbox.c.id, s.outbox.c.element_id, s.outbox.c.unit_code, s.outbox.c.recipient,
+                       s.outbox.c.kind, s.outbox.c.context).where(s.outbox.c.instance_id.in_(tree),
+                                                                  s.outbox.c.status == "failed")
+            if element_id is not None:
+                q = q.where(s.outbox.c.element_id == element_id)
+            letters_ = {r.id: r for r in conn.execute(q.order_by(s.outbox.c.id))
+                        if unit is None or unit in outbox.units_of_letter(r)}
+        for row_id in outbox.requeue_failed(self.db, list(letters_), actor=actor, reason=reason, at=as_of):
+            r = letters_[row_id]
+            done.append({"what": "letter", "step": r.element_id, "unit": r.unit_code or r.recipient,
+                         "recipient": r.recipient, "kind": r.kind, "id": r.id})
+        return done
 
     def record_incident(self, root_id: int | None, *, flow_run: str, state: str, message: str, step: str,
                         as_of: dt.datetime) -> None:

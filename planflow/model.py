@@ -251,12 +251,24 @@ class Unit(_Model):
         )
 
 
+class RegistryRoot(_Model):
+    """The province-level body of a registry and its province's kind: a ``tinh`` reads "UBND tỉnh …" and
+    "Tỉnh ủy", a ``thanh-pho`` (centrally governed city) "UBND thành phố …" and "Thành ủy"."""
+
+    unit: Id  # code of the body in ``units`` (UBND tỉnh Hải Dương, UBND thành phố Hải Phòng)
+    kind: Literal["tinh", "thanh-pho"]
+    name: str | None = None  # the province's own name: Hải Dương
+    gso_code: str | None = None  # its official code: 30
+    party: Id | None = None  # code of its Tỉnh ủy / Thành ủy in ``units``, if there
+
+
 class Registry(_Model):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     id: Id
     name: str
     units: list[Unit]
+    root: RegistryRoot | None = None
 
     def model_post_init(self, __context) -> None:
         object.__setattr__(self, "_by_code", {u.code: u for u in self.units})

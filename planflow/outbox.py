@@ -315,3 +315,22 @@ def requeue_failed(db, ids: list[int], *, actor: str, reason: str | None,
                         "previous_attempts": row.attempts, "previous_error": (row.last_error or "")[:500]}))
             done.append(row.id)
     return done
+
+
+def units_of_letter(row) -> set[str]:
+    """The units a letter concerns: its recipient, the unit it is about, and every unit an
+    escalation to a higher body lists (a commune's escalation goes to its district)."""
+    listed = (row.context or {}).get("units") or []
+    return {row.recipient, row.unit_code, *(u.get("code") for u in listed if isinstance(u, dict))} - {None}
+
+
+def failed_rows(db, instance_ids: list[int] | None) -> list[dict]:
+    """The ``failed`` letters of these instances (all when None): id, step, recipient, kind,
+    the units they concern, attempts and last error, oldest first."""
+    with db.connect() as conn:
+        q = select(s.outbox).where(s.outbox.c.status == "failed")
+        if instance_ids is not None:
+            q = q.where(s.outbox.c.instance_id.in_(instance_ids))
+        rows = conn.execute(q.order_by(s.outbox.c.id)).all()
+    return [{"id": r.id, "step": r.element_id, "recipient": r.recipient, "kind": r.kind, "attempts": r.attempts,
+             "error": r.last_error, "units": sorted(units_of_letter(r) - {r.recipient})} for r in rows]

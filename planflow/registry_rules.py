@@ -83,6 +83,17 @@ def parents_do_not_loop(reg: Registry, src: Source) -> Problems:
         settled.update(path)
 
 
+def root_is_a_unit(reg: Registry, src: Source) -> Problems:
+    """``root`` (the province-level body) and its ``party`` name units of the registry."""
+    if reg.root is None:
+        return
+    for key in ("unit", "party"):
+        code = getattr(reg.root, key)
+        if code is not None and code not in reg:
+            yield Problem(src.file, src.line("root", key), code,
+                          f"root.{key} '{code}' is not a unit of registry '{reg.id}'", "unit")
+
+
 def validity_is_ordered(reg: Registry, src: Source) -> Problems:
     for i, u in enumerate(reg.units):
         if u.valid_from and u.valid_to and u.valid_to < u.valid_from:
@@ -192,7 +203,8 @@ def _codes(form: Form, src: Source) -> Iterable[tuple[int, str]]:
 
 
 REGISTRY_RULES: list[Callable[[Registry, Source], Problems]] = [
-    unit_codes_are_unique, parents_exist, parents_do_not_loop, validity_is_ordered, units_can_be_written_to]
+    unit_codes_are_unique, parents_exist, parents_do_not_loop, root_is_a_unit, validity_is_ordered,
+    units_can_be_written_to]
 FORM_RULES: list[Callable[[Form, Source], Problems]] = [
     criteria_form_has_items, criteria_codes_are_unique, maxima_are_positive, maxima_add_up, bands_are_ordered,
     fields_are_complete]

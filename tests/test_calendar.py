@@ -61,11 +61,14 @@ def test_a_plan_local_calendar_is_found_by_name_before_the_shipped_one(tmp_path)
     assert Path(BusinessCalendar.load("vn-civil-service").source) == Path(shipped.source)
 
 
-def test_official_notice_known_for_2022_only(cal):
+def test_official_notices_known_in_full_for_2022_2024_2025(cal):
     assert cal.has_official_notice(2022)
     assert not cal.has_official_notice(2023)  # only Tết Dương lịch 2023 collected: complete: false
-    assert not cal.has_official_notice(2024)
+    assert cal.has_official_notice(2024) and cal.has_official_notice(2025)
+    assert not cal.has_official_notice(2026)  # 24/11/2026 (Ngày Văn hóa Việt Nam): no text in the data
+    assert not cal.has_official_notice(2027) and cal.official_notice(2027) is None
     assert "245" in cal.official_notice(2022)
+    assert "12729/VPCP-KGVX" in cal.official_notice(2026)
 
 
 def test_calendar_error_is_a_value_error():

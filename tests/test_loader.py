@@ -286,6 +286,22 @@ def test_cli_validate_accepts_the_shipped_plan():
     assert result.stderr.strip() == ""
 
 
+def test_cli_validate_warns_of_a_year_without_an_official_days_off_notice(tmp_path):
+    """A 2023 plan: the calendar's data for 2023 lacks the official notices (Tết, 30/4, 2/9)
+    and falls back on the holidays package; validate says so, with the calendar's file and
+    line, and --strict fails."""
+    text = SHIPPED_TEXT.replace("year: 2022\n", "year: 2023\n").replace('"2022-12-10"', '"2023-12-10"')
+    path = tmp_path / "plan-2023.yaml"
+    path.write_text(_absolute_refs(text, SHIPPED_REGISTRY), encoding="utf-8")
+    warned = _validate(path, cwd=tmp_path)
+    assert warned.returncode == 0, warned.stderr
+    assert "WARNING" in warned.stderr and "năm 2023" in warned.stderr
+    assert re.search(r"vn-civil-service\.yaml:\d+: năm 2023", " ".join(warned.stderr.split())), warned.stderr
+    strict = subprocess.run([sys.executable, "-m", "planflow.flows.cli", "validate", "--strict", str(path)],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert strict.returncode == 1 and "năm 2023" in strict.stderr and "OK" not in strict.stdout
+
+
 def test_a_wrong_store_url_is_a_clear_error_not_a_traceback():
     import subprocess
     import sys

@@ -22,7 +22,6 @@ import pytest
 
 from tests.conftest import PLAN
 
-TZ = dt.timezone(dt.timedelta(hours=7))
 pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 # the stage flows take a RunRef, and Prefect keeps a flow run's parameters: until RunRef's JSON
 # form masks its URL's password (flows/runtime.py, issue 9), the password is in Prefect's database
@@ -96,9 +95,9 @@ def test_operator_flows_write_the_store_password_nowhere(prefect_harness, db_url
         return state
 
     with caplog.at_level("DEBUG"):
-        done(set_replay_clock(at=dt.datetime(2022, 3, 15, 8, tzinfo=TZ), **operator, return_state=True))
+        done(set_replay_clock(day=dt.date(2022, 3, 15), time="08:00", **operator, return_state=True))
         done(plan_cycle(return_state=True))
-        done(set_replay_clock(at=dt.datetime(2022, 12, 12, 8, tzinfo=TZ), **operator, return_state=True))
+        done(set_replay_clock(day=dt.date(2022, 12, 12), time="08:00", **operator, return_state=True))
         done(daily_deadline_sweep(return_state=True))
         scores = {name: 1 for name in ScoreSheet.model_fields}
         # a refused submission fails its run: its message is kept by Prefect too

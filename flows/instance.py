@@ -1,0 +1,82 @@
+"""Where the deployed flows work, fixed by the environment they run in, and the plan moment
+they act for.
+
+Nothing a caller sends chooses the definition, the store or the instance: they are read from
+``PLANFLOW_DEFINITION``, ``PLANFLOW_DATABASE_URL`` and ``PLANFLOW_OUTBOX_DIR``; the instance
+is the definition's year. Time is the instance's clock (``planflow.clock``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+from planflow import load_plan
+from planflow.clock import now_of, real_now
+from planflow.definitions import shipped
+from planflow.flows.runtime import RunRef, engine_for
+from planflow.notifications.vn_format import short_datetime
+
+SHIPPED_DEFINITION = "hai-duong-dan-van-2022.yaml"
+
+
+class OperatorError(ValueError):
+    """A refusal an operator can act on (in Vietnamese): the run ends "Từ chối", nothing written,
+    and no incident is recorded for it."""
+
+
+def definition_path() -> str:
+    """The definition the deployments run: ``PLANFLOW_DEFINITION``, else the shipped plan."""
+    return os.environ.get("PLANFLOW_DEFINITION") or str(shipped(SHIPPED_DEFINITION))
+
+
+def instance_key(plan, year: int | None = None) -> str:
+    return f"{plan.id}/{year or plan.definition.year}"
+
+
+def plan_ref() -> RunRef:
+    """Where the deployed flows work, read from the environment they run in."""
+    plan = load_plan(definition_path())
+    db_url = os.environ.get("PLANFLOW_DATABASE_URL") or f"sqlite:///{Path.cwd() / 'out' / 'planflow.db'}"
+    return RunRef(definition=str(plan.path), db_url=db_url, root_key=instance_key(plan),
+                  outbox_dir=os.environ.get("PLANFLOW_OUTBOX_DIR", str(Path.cwd() / "out" / "outbox")))
+
+
+def started(ref: RunRef):
+    """The engine of the plan's instance, and the instance's now; refused before it starts."""
+    engine = engine_for(ref)
+    if engine.instance_id(ref.root_key) is None:
+        raise OperatorError(f"Kế hoạch '{ref.root_key}' chưa bắt đầu: chạy plan-cycle trước "
+                            "(với năm đã qua: đặt đồng hồ chạy lại bằng set-replay-clock trước)")
+    return engine, now_of(engine, ref.root_key)
+
+
+def named_actor(actor: str | None, what: str = "Người thực hiện") -> str:
+    if not (actor or "").strip():
+        raise OperatorError(f"{what}: ghi họ tên người thực hiện (được lưu vào nhật ký)")
+    return actor.strip()
+
+
+def plan_now() -> tuple[dt.datetime, object]:
+    """The moment the plan's instance is at (its replay clock, else the real clock) and its zone."""
+    ref = plan_ref()
+    engine = engine_for(ref)
+    tz = engine.plan.calendar.tz
+    if engine.instance_id(ref.root_key) is None:
+        return real_now(), tz
+    return now_of(engine, ref.root_key), tz
+
+
+def run_name(label: str):
+    """A ``flow_run_name`` for Prefect: ``"<label> dd/mm/yyyy HH:MM"`` at the plan's moment, so a
+    2022 replay's runs read as 2022 (the real clock would say today)."""
+
+    def name() -> str:
+        try:
+            now, tz = plan_now()
+        except Exception:  # noqa: BLE001 - a run name never stops a run
+            return label
+        return f"{label} {short_datetime(now, tz)}"
+
+    return name
