@@ -8,6 +8,7 @@
 - ``submit-self-evaluation``, ``review-decision``: what a unit (or an operator entering a
   paper report for it) and Ban Dân vận Tỉnh ủy enter; the Prefect UI renders their typed
   parameters as forms;
+- ``revise-report``: Sở Nội vụ sends back the report Ban Dân vận returned, completed;
 - ``retrigger-step``: re-run a stalled step; ``set-replay-clock``: move a replay's clock.
 
 Nothing a caller sends chooses the definition, the store or the instance: they are fixed
@@ -211,7 +212,7 @@ async def record_incident(flow_run: str, state: str, message: str = "", step: st
 
 
 _BUILT = threading.Lock()
-OPERATOR_FLOWS = ("submit_self_evaluation", "review_decision", "retrigger_step")
+OPERATOR_FLOWS = ("submit_self_evaluation", "review_decision", "revise_report", "retrigger_step")
 
 
 def __getattr__(name: str):

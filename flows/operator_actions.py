@@ -22,7 +22,7 @@ from planflow.flows.artifacts import artifact_key, publish_artifacts
 from planflow.flows.events import emit_submitted
 from planflow.flows.instance import OperatorError, named_actor, plan_now, plan_ref, started
 from planflow.flows.operator_forms import (ALL_STEPS, ALL_UNITS, Choices, PaperReport, any_unit_code, check_scores,
-                                           decision_code, paper_report, step_id, unit_code)
+                                           decision_code, note_tasks, paper_report, step_id, unit_code)
 from planflow.flows.outcome import concluded
 from planflow.flows.runtime import root_id
 from planflow.flows.stages import delivery_task, drive
@@ -154,6 +154,44 @@ def review_flow(choices: Choices):
                 description="Ban Dân vận Tỉnh ủy: thống nhất hoặc trả lại kết quả tổng hợp.")(review_decision)
 
 
+def revision_flow():
+    async def revise_report(
+            note: str = titled("Nội dung đã bổ sung, hoàn thiện", "Những gì đã bổ sung theo ý kiến thẩm định", ""),
+            actor: Actor = titled("Người thực hiện", "Họ tên, chức vụ; ghi vào nhật ký"),
+    ):
+        ref = plan_ref()
+
+        async def body() -> str:
+            engine, now = started(ref)
+            who = named_actor(actor)
+            tasks = note_tasks(engine.plan)
+            waiting = [w for w in engine.open_work(root_id(ref)) if w.element_id in tasks]
+            if not waiting:
+                names = "; ".join(f"«{e.name or e.id}»" for e, _ in tasks.values()) or "(kế hoạch không có bước này)"
+                raise OperatorError(f"Không có báo cáo nào đang chờ bổ sung, hoàn thiện: {names} chỉ mở khi "
+                                    "Ban Dân vận Tỉnh ủy trả lại báo cáo")
+            item = waiting[0]
+            element, form = tasks[item.element_id]
+            text = next((f.name for f in form.fields if f.type == "text"), None)
+            payload = {f.name: None for f in form.fields} | ({text: note.strip() or None} if text else {})
+            _record(ref, engine, Submission(unit=item.unit_code, submitted_at=now, payload=payload,
+                                            element=item.element_id, actor=who), now)
+            emit_submitted(engine.plan, ref.root_key, item.unit_code, item.element_id, now, who)
+            get_run_logger().info("Đã ghi «%s» của %s lúc %s, người thực hiện: %s%s", element.name or element.id,
+                                  unit_name(engine.plan.registry, item.unit_code),
+                                  short_datetime(now, engine.plan.calendar.tz), who,
+                                  f"; nội dung: «{note.strip()}»" if note.strip() else "")
+            await publish_artifacts(ref, now)
+            return item.element_id
+
+        return await concluded(ref, body)
+
+    revise_report.__qualname__ = "revise_report"
+    return flow(name="revise-report", validate_parameters=False, flow_run_name=_named("Hoàn thiện báo cáo"),
+                description="Sở Nội vụ gửi lại báo cáo đã bổ sung, hoàn thiện theo ý kiến thẩm định của "
+                            "Ban Dân vận Tỉnh ủy; báo cáo được tổng hợp lại lúc này.")(revise_report)
+
+
 def _went_out(engine, done: list[dict]) -> list[dict]:
     """The rows of the re-trigger's table: per unit, what was resent or re-run, and whether it
     went out now."""
@@ -226,4 +264,4 @@ async def _report(engine, ref, element: str, code: str | None, done: list[dict])
 
 def build(choices: Choices) -> dict[str, object]:
     return {"submit_self_evaluation": submit_flow(choices), "review_decision": review_flow(choices),
-            "retrigger_step": retrigger_flow(choices)}
+            "revise_report": revision_flow(), "retrigger_step": retrigger_flow(choices)}

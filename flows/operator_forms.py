@@ -73,11 +73,20 @@ def _steps(plan) -> dict[str, str]:
 
 
 def _decisions(plan) -> dict[str, str]:
+    """Label -> code of the review's decisions: the first choice field of the form that decides."""
     for form in plan.forms.values():
-        for f in form.fields:
-            if f.name == "decision" and f.choices:
-                return {label: code for code, label in f.choices.items()}
+        if form.decides:
+            choice = next(f for f in form.fields if f.type == "choice")
+            return {label: code for code, label in (choice.choices or {}).items()}
     return {"Thống nhất": "approve", "Trả lại": "return"}
+
+
+def note_tasks(plan) -> dict[str, tuple[object, object]]:
+    """The user tasks whose form is a note that decides nothing (Sở Nội vụ completing a returned
+    report), by id: (element, form)."""
+    return {e.id: (e, plan.forms[e.form]) for p in [plan.definition.main, *plan.definition.subprocesses]
+            for e in p.elements if e.type == "userTask" and e.form and plan.forms[e.form].kind == "fields"
+            and not plan.forms[e.form].decides}
 
 
 def score_sheet_of(plan) -> type[BaseModel]:

@@ -99,8 +99,9 @@ def conclude(ref: RunRef, before: set[int], result, *, error: BaseException | No
         if new:
             said.append(letters_problem(plan, new))
         steps = list(dict.fromkeys([x["step"] for x in stalled] + [r["step"] for r in new]))
-        message = (". ".join(said) + f". Việc cần làm: khắc phục nguyên nhân, rồi {ACTION}, chọn bước "
-                   + ", ".join(_step_name(plan, s) for s in steps) + ".")
+        todo = (f"khắc phục nguyên nhân, rồi {ACTION}, chọn bước " + ", ".join(_step_name(plan, s) for s in steps)
+                if steps else "gửi nhật ký của lần chạy này cho người quản trị planflow")
+        message = ". ".join(said) + f". Việc cần làm: {todo}."
         get_run_logger().error(message)
         return Failed(message=message)
     if rows or stalled:

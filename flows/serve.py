@@ -33,7 +33,7 @@ def sweep_cron(plan) -> str:
 # a failed or crashed run of these becomes an incident (set-replay-clock, an operator's own
 # setting, does not)
 PLAN_DEPLOYMENTS = ("plan-cycle", "deadline-sweep", "advance", "submit-self-evaluation", "review-decision",
-                    "retrigger-step", "deliver-outbox")
+                    "revise-report", "retrigger-step", "deliver-outbox")
 
 
 async def deployments(definition: str, db_url: str | None = None):
@@ -54,6 +54,7 @@ async def deployments(definition: str, db_url: str | None = None):
         (ops.advance, "advance", {}, [], tags),
         (ops.submit_self_evaluation, "submit-self-evaluation", {}, [], [*tags, "operator"]),
         (ops.review_decision, "review-decision", {}, [], [*tags, "operator"]),
+        (ops.revise_report, "revise-report", {}, [], [*tags, "operator"]),
         (ops.retrigger_step, "retrigger-step", {}, [], [*tags, "operator"]),
         (ops.set_replay_clock, "set-replay-clock", {}, [], [*tags, "operator"]),
         (ops.deliver_outbox, "deliver-outbox", {}, [], tags),
@@ -134,7 +135,7 @@ async def ensure_automations(ids: dict[str, object]) -> list[str]:
 # and in prefect.yaml
 DEPLOYMENT_ENTRYPOINTS = {
     "plan-cycle": "plan_cycle", "deadline-sweep": "daily_deadline_sweep", "advance": "advance",
-    "submit-self-evaluation": "submit_self_evaluation", "review-decision": "review_decision",
+    "submit-self-evaluation": "submit_self_evaluation", "review-decision": "review_decision", "revise-report": "revise_report",
     "retrigger-step": "retrigger_step", "set-replay-clock": "set_replay_clock", "deliver-outbox": "deliver_outbox",
     "record-incident": "record_incident",
 }

@@ -434,7 +434,7 @@ def test_a_paper_report_carries_its_document_and_who_entered_it(db_url, outbox_d
 
 
 def test_submission_then_advance_moves_the_plan_through_review_to_publication(db_url, outbox_dir, plan):
-    from planflow.flows.operations import advance, plan_cycle, review_decision, submit_self_evaluation
+    from planflow.flows.operations import advance, plan_cycle, review_decision, revise_report, submit_self_evaluation
 
     clock(ISSUED)
     assert run(plan_cycle(return_state=True)).is_completed()
@@ -475,9 +475,23 @@ def test_submission_then_advance_moves_the_plan_through_review_to_publication(db
                                 return_state=True))
     assert state.is_completed(), state.message
     assert run(advance(return_state=True)).is_completed()
+    # the returned report waits for Sở Nội vụ, who sends it back completed two days later
+    assert [w.element_id for w in engine.open_work(root)] == ["revise"]
+    with engine.db.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(s.reports).where(s.reports.c.instance_id == root)) == 1
+    assert "Người thực hiện" in run(revise_report(note="", actor=" ", return_state=True)).message
+    clock(at(2022, 12, 22, 15))
+    state = run(revise_report(note="Đã bổ sung số liệu cấp xã", actor=OPERATOR, return_state=True))
+    assert state.is_completed(), state.message
+    assert run(advance(return_state=True)).is_completed()
     assert [w.element_id for w in engine.open_work(root)] == ["review"]
     with engine.db.connect() as conn:
-        assert conn.scalar(select(func.count()).select_from(s.reports).where(s.reports.c.instance_id == root)) == 2
+        made = conn.scalars(select(s.reports.c.created_at).where(s.reports.c.instance_id == root)
+                            .order_by(s.reports.c.id)).all()
+    assert made[1:] == [at(2022, 12, 22, 15)]  # "Báo cáo lần 2" is dated when it was completed
+    # nothing waits for a revision now: refused by name, nothing written
+    state = run(revise_report(note="", actor=OPERATOR, return_state=True))
+    assert state.is_failed() and "Không có báo cáo nào đang chờ" in state.message
     clock(at(2022, 12, 27, 9))
     state = run(review_decision(decision="Thống nhất", reviewer=reviewer, return_state=True))
     assert state.is_completed(), state.message
@@ -757,7 +771,7 @@ def test_no_deployed_flow_lets_its_caller_choose_the_file_the_store_or_the_time(
 
     monkeypatch.delenv("PLANFLOW_DATABASE_URL", raising=False)
     deps = {d.name: d for d in run(deployments(str(PLAN)))}
-    assert len(deps) == 9
+    assert len(deps) == 10
     for name, d in deps.items():
         schema = d._parameter_openapi_schema.model_dump()  # what the server keeps and the UI renders
         properties = set(schema["properties"])
