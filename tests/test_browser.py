@@ -214,10 +214,10 @@ def served(prefect_server, mailbox, tmp_path):
             assert proc.poll() is None, f"planflow serve exited:\n{_tail(log_path)}"
             deployments = prefect_server.post("/deployments/filter", {})
             automations = prefect_server.post("/automations/filter", {})
-            ready = len(deployments) == 9 and len(automations) == 3 and b"serving" in log_path.read_bytes().lower()
+            ready = len(deployments) == 10 and len(automations) == 3 and b"serving" in log_path.read_bytes().lower()
             return ready and (deployments, automations)
 
-        deployments, automations = prefect_server.wait_for("9 deployments and 3 automations", registered, 90)
+        deployments, automations = prefect_server.wait_for("10 deployments and 3 automations", registered, 90)
         yield {"server": prefect_server, "store": store, "outbox": outbox, "log": log_path, "env": env,
                "mailbox": mailbox[0], "deployments": {d["name"]: d for d in deployments}, "automations": automations}
     finally:

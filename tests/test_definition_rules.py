@@ -91,7 +91,7 @@ def test_collection_names_registry_groups(main):
 def test_user_task_has_a_known_form(main):
     assert list(rules.user_task_has_form(el(main, "review"), main)) == []
     assert messages(rules.user_task_has_form(el(main, "review", form="x"), main)) == [
-        "unknown form 'x': forms are review-decision, self-evaluation"]
+        "unknown form 'x': forms are report-revision, review-decision, self-evaluation"]
     assert messages(rules.user_task_has_form(el(main, "review", form=None), main)) == ["a userTask needs a 'form'"]
 
 

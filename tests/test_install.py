@@ -51,7 +51,8 @@ def test_the_wheel_holds_one_package_with_its_data(installed):
     for data in ("definitions/hai-duong-dan-van-2022.yaml", "definitions/calendars/vn-civil-service.yaml",
                  "definitions/registries/hai-duong-2022.yaml", "definitions/forms/self-evaluation.yaml",
                  "definitions/scenarios/hai-duong-2022.yaml", "notifications/templates/dissemination.txt.j2",
-                 "templates/aggregate-report.md.j2", "definitions/templates/report.docx"):
+                 "templates/aggregate-report.md.j2", "definitions/templates/report.docx",
+                 "definitions/forms/report-revision.yaml", "data/gso-admin-units-2022-10-01.json"):
         assert (installed / "planflow" / data).is_file(), data
     entry = (next(installed.glob("*.dist-info")) / "entry_points.txt").read_text(encoding="utf-8")
     assert "planflow = planflow.flows.cli:app" in entry
@@ -70,7 +71,7 @@ def test_a_users_own_plan_elsewhere_validates_and_simulates(installed, tmp_path)
     """A plan in the user's own folder, naming the shipped calendar by its name."""
     plans = tmp_path / "plans"
     for rel in ("hai-duong-dan-van-2022.yaml", "registries/hai-duong-2022.yaml", "forms/self-evaluation.yaml",
-                "forms/review-decision.yaml", "scenarios/hai-duong-2022.yaml"):
+                "forms/review-decision.yaml", "forms/report-revision.yaml", "scenarios/hai-duong-2022.yaml"):
         (plans / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / "definitions" / rel, plans / rel)
     assert not (plans / "calendars").exists()

@@ -263,8 +263,8 @@ def _validate(path: Path, cwd: Path) -> subprocess.CompletedProcess:
     pytest.param([("    handler: aggregate\n    next: report_upward\n",
                    "    handler: aggregate\n    next: report_upwards\n")],
                  "aggregate", "- id: aggregate ", id="unknown-next"),
-    pytest.param([("    type: serviceTask\n    name: Sở Nội vụ bổ sung",
-                   "    type: serviceTask\n   name: Sở Nội vụ bổ sung")],
+    pytest.param([("    type: userTask\n    name: Sở Nội vụ bổ sung",
+                   "    type: userTask\n   name: Sở Nội vụ bổ sung")],
                  None, "   name: Sở Nội vụ bổ sung", id="invalid-yaml"),
 ])
 def test_cli_validate_refuses_with_file_line_and_element_and_no_traceback(tmp_path, write_variant, edits, element, line_text):
