@@ -85,8 +85,11 @@ def collection_problems(ctx: RuleContext, e: Element | None, text: str, what: st
 
 def template_problems(ctx: RuleContext, e: Element, name: str, line: int | None = None) -> Problems:
     """A template is shipped or in the plan's ``templates`` folder, and renders its sample."""
-    if name not in KINDS and not (ctx.template_dir and (ctx.template_dir / f"{name}.txt.j2").exists()):
-        yield ctx.problem(e, f"unknown template '{name}': known templates are {', '.join(sorted(KINDS))}", line)
+    if name not in KINDS:
+        own = ctx.template_dir is not None and (ctx.template_dir / f"{name}.txt.j2").exists()
+        note = (f" (the plan's templates folder has {name}.txt.j2, but a plan restyles the kinds planflow sends; "
+                "it cannot add one)") if own else ""
+        yield ctx.problem(e, f"unknown template '{name}'{note}: known templates are {', '.join(sorted(KINDS))}", line)
         return
     if name not in ctx.template_problems:
         ctx.template_problems[name] = check_template(name, template_dir=ctx.template_dir)

@@ -269,6 +269,10 @@ def load_plan(path: str | Path) -> Plan:
     forms = _load_forms(definition, base, ref, problems)
     calendar = ref.calendar(definition, base, problems)
     template_dir = (base / definition.templates) if definition.templates else None
+    if template_dir is not None and not template_dir.is_dir():
+        problems.append(Problem(file, ref.line("templates"), None, f"templates: folder '{definition.templates}' "
+                                "not found next to the plan: give the folder that "
+                                "holds the plan's own letter templates (<kind>.txt.j2, …), or leave the key out"))
 
     if not problems:
         lines = getattr(raw, "key_lines", {})

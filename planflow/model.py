@@ -175,7 +175,7 @@ class Stage(_Model):
 class Signer(_Model):
     line1: str
     line2: str | None = None
-    name: str
+    name: str | None = None  # null while not known (like the plan's number): the letters leave it out
 
 
 class Document(_Model):

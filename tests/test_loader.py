@@ -340,3 +340,33 @@ def test_a_problem_in_a_field_names_the_line_of_that_field(write_variant):
     path, text = write_variant([("year: 2022\n", "year: twenty-two\n")])
     (p,) = refused(path)
     assert p.line == line_of(text, "year: twenty-two") and p.message.startswith("year:")
+
+
+def test_a_signer_not_yet_known_is_left_out_of_the_letters(write_variant):
+    """``signer.name: null`` (like ``number: null``): the plan loads and the dissemination
+    letter names the signer's title alone, never "None"."""
+    import copy
+
+    from planflow.notifications._samples import SAMPLE_CONTEXTS
+    from planflow.notifications.render import render
+
+    path, _ = write_variant([("name: Nguyễn Minh Hùng}", "name: null}")])
+    plan = load_plan(path)
+    signer = plan.definition.document.signer
+    assert signer.name is None and signer.line1 == "KT. CHỦ TỊCH"
+    context = copy.deepcopy(SAMPLE_CONTEXTS["dissemination"])
+    context["plan"]["signer"] = signer.model_dump()
+    letter = str(render("dissemination", context))
+    assert "Người ký: KT. CHỦ TỊCH, PHÓ CHỦ TỊCH" in letter and "None" not in letter
+
+
+def test_a_template_of_a_kind_planflow_does_not_send_is_refused_by_name(write_variant, tmp_path):
+    own = tmp_path / "mau-rieng"
+    own.mkdir()
+    (own / "thong-bao-rieng.txt.j2").write_text("Kính gửi {{ recipient.name }}", encoding="utf-8")
+    path, text = write_variant([("registry: ", f"templates: {own}\nregistry: "),
+                                ("template: publication", "template: thong-bao-rieng")])
+    problems = refused(path)
+    assert [p.element for p in problems] == ["publish"]
+    assert "unknown template 'thong-bao-rieng'" in problems[0].message
+    assert "cannot add one" in problems[0].message and "publication" in problems[0].message
