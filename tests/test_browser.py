@@ -1,6 +1,7 @@
 """The Prefect UI, for real: a Prefect server, `planflow serve`, a mail server, headless Chromium.
 
-A server on a free port of 127.0.0.1 with its own PREFECT_HOME and basic authentication
+A server on a free port of 127.0.0.1 with its own PREFECT_HOME (its database a fresh PostgreSQL
+one when reachable, as in production) and basic authentication
 (``PREFECT_SERVER_API_AUTH_STRING``; every client gives ``PREFECT_API_AUTH_STRING``);
 `planflow serve` registers the deployments and automations against it and runs their
 flows, sending mail by SMTP to a server of the test (``tests.smtp.Mailbox``, which can
@@ -22,6 +23,7 @@ without them unless PLANFLOW_REQUIRE_BROWSER=1 (CI), where it fails.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -32,11 +34,12 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import PG_ADMIN, REPO, _pg_available
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = REPO / "test-output" / "browser"
@@ -99,8 +102,29 @@ def _tail(path: Path, lines: int = 40) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 
+@contextlib.contextmanager
+def _server_database():
+    """The Prefect server's own database: a fresh PostgreSQL database when the server is
+    reachable (as a real deployment runs it: a SQLite-backed Prefect server, under the
+    sweep's burst of events, answers "database is locked" and the UI's Submit shows "Oops.
+    Something went wrong"), dropped afterwards; None (SQLite in its PREFECT_HOME) otherwise."""
+    if _pg_available() is not None:
+        yield None
+        return
+    import psycopg
+
+    name = f"prefect_browser_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1) + f"/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 class Server:
-    def __init__(self, port: int, home: Path, log: Path):
+    def __init__(self, port: int, home: Path, log: Path, database: str | None = None):
         self.base = f"http://127.0.0.1:{port}"
         self.api = f"{self.base}/api"
         self.log = log
@@ -115,6 +139,8 @@ class Server:
                     "PREFECT_API_LOG_RETRYABLE_ERRORS": "true",
                     # and let its writes wait for a lock longer than the default 10 s
                     "PREFECT_SERVER_DATABASE_TIMEOUT": "30"}
+        if database:
+            self.env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database
 
     def get(self, path: str):
         import httpx
@@ -155,7 +181,12 @@ class Server:
 @pytest.fixture
 def prefect_server(tmp_path):
     """`prefect server start` on a free port of 127.0.0.1, its own PREFECT_HOME; stopped after."""
-    server = Server(_free_port(), tmp_path / "prefect-home", tmp_path / "server.log")
+    with _server_database() as database:
+        yield from _started_server(Server(_free_port(), tmp_path / "prefect-home", tmp_path / "server.log",
+                                          database), tmp_path)
+
+
+def _started_server(server: Server, tmp_path: Path):
     with open(server.log, "wb") as log:
         proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
                                  "--port", server.base.rsplit(":", 1)[1]],
