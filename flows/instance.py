@@ -68,15 +68,22 @@ def plan_now() -> tuple[dt.datetime, object]:
     return now_of(engine, ref.root_key), tz
 
 
-def run_name(label: str):
-    """A ``flow_run_name`` for Prefect: ``"<label> dd/mm/yyyy HH:MM"`` at the plan's moment, so a
-    2022 replay's runs read as 2022 (the real clock would say today)."""
+def run_name(label: str, parameter: str | None = None):
+    """A ``flow_run_name`` for Prefect: ``"<label> [<who>] dd/mm/yyyy HH:MM"`` at the plan's
+    moment, so a 2022 replay's runs read as 2022 (the real clock would say today). ``parameter``:
+    the run's parameter that names who it is for (a unit's list label "Sở Y tế (so-y-te)" gives
+    "Sở Y tế")."""
 
     def name() -> str:
         try:
             now, tz = plan_now()
+            who = ""
+            if parameter:
+                from prefect.runtime import flow_run
+
+                who = str(flow_run.parameters.get(parameter) or "").split(" (")[0]
         except Exception:  # noqa: BLE001 - a run name never stops a run
             return label
-        return f"{label} {short_datetime(now, tz)}"
+        return " ".join(part for part in (label, who, short_datetime(now, tz)) if part)
 
     return name

@@ -14,13 +14,12 @@ from typing import Annotated, Optional
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_table_artifact
-from prefect.runtime import flow_run
 from pydantic import Field
 
 from planflow import Submission, SubmissionError, outbox
 from planflow.flows.artifacts import artifact_key, publish_artifacts
 from planflow.flows.events import emit_submitted
-from planflow.flows.instance import OperatorError, named_actor, plan_now, plan_ref, started
+from planflow.flows.instance import OperatorError, named_actor, plan_ref, run_name, started
 from planflow.flows.operator_forms import (ALL_STEPS, ALL_UNITS, Choices, PaperReport, any_unit_code, check_scores,
                                            decision_code, note_tasks, paper_report, step_id, unit_code)
 from planflow.flows.outcome import concluded
@@ -40,32 +39,14 @@ def titled(title: str, description: str, default=...):
     return Field(default, description=description, json_schema_extra={"title": title})
 
 
-def _named(label: str, parameter: str | None = None):
-    """A run name at the plan's moment: "Báo cáo của Sở Y tế 12/12/2022 10:00"."""
-
-    def name() -> str:
-        try:
-            now, tz = plan_now()
-            who = ""
-            if parameter:
-                value = str(flow_run.parameters.get(parameter) or "")
-                who = " " + (value.split(" (")[0] if " (" in value else value)
-            return f"{label}{who} {short_datetime(now, tz)}".strip()
-        except Exception:  # noqa: BLE001 - a run name never stops a run
-            return label
-
-    return name
-
-
 def _record(ref, engine, submission: Submission, now) -> None:
-    root = root_id(ref)
-    if not any(w.unit_code == submission.unit for w in engine.open_work(root)):
-        raise OperatorError(f"{unit_label(engine.plan.registry, submission.unit)}: không có việc nào đang chờ đơn vị "
-                            "này gửi (đã gửi, đã hết hạn nhận, hoặc chưa đến lúc) — không ghi nhận gì")
+    """Record one submission through the engine's one path, then tell Prefect (the event the
+    automation moves the plan on with); a refusal is the operator's, in Vietnamese."""
     try:
         engine.submit([submission], now, root_id=root_id(ref))
     except SubmissionError as exc:
         raise OperatorError("; ".join(exc.problems)) from None
+    emit_submitted(engine.plan, ref.root_key, submission.unit, submission.element, now, submission.actor)
 
 
 def _paper_fields(paper: PaperReport | None, now, tz) -> dict:
@@ -103,7 +84,6 @@ def submit_flow(choices: Choices):
             tz = engine.plan.calendar.tz
             _record(ref, engine, Submission(unit=code, submitted_at=now, payload=payload, actor=who,
                                             **_paper_fields(papers, now, tz)), now)
-            emit_submitted(engine.plan, ref.root_key, code, None, now, who)
             get_run_logger().info("Đã nhận báo cáo tự đánh giá của %s lúc %s (người gửi: %s%s)",
                                   unit_label(engine.plan.registry, code), short_datetime(now, tz), who,
                                   f", văn bản số {papers.document_number}" if papers else "")
@@ -114,7 +94,7 @@ def submit_flow(choices: Choices):
 
     submit_self_evaluation.__qualname__ = "submit_self_evaluation"
     submit_self_evaluation.__module__ = ENTRYPOINT_MODULE
-    return flow(name="submit-self-evaluation", validate_parameters=False, flow_run_name=_named("Báo cáo của", "unit"),
+    return flow(name="submit-self-evaluation", validate_parameters=False, flow_run_name=run_name("Báo cáo của", "unit"),
                 description="Đơn vị gửi kết quả tự đánh giá công tác dân vận (chọn đơn vị trong danh sách).",
                 )(submit_self_evaluation)
 
@@ -138,7 +118,6 @@ def review_flow(choices: Choices):
             text = (comment or "").strip()
             _record(ref, engine, Submission(unit=unit.code, submitted_at=now,
                                             payload={"decision": code, "comment": text or None}, actor=who), now)
-            emit_submitted(engine.plan, ref.root_key, unit.code, "review", now, who)
             label = {v: k for k, v in choices.decisions.items()}[code]
             get_run_logger().info("Đã ghi ý kiến thẩm định của %s: «%s», người thẩm định: %s, lúc %s%s", unit.name,
                                   label, who, short_datetime(now, engine.plan.calendar.tz),
@@ -150,7 +129,7 @@ def review_flow(choices: Choices):
 
     review_decision.__qualname__ = "review_decision"
     review_decision.__module__ = ENTRYPOINT_MODULE
-    return flow(name="review-decision", validate_parameters=False, flow_run_name=_named("Ý kiến thẩm định"),
+    return flow(name="review-decision", validate_parameters=False, flow_run_name=run_name("Ý kiến thẩm định"),
                 description="Ban Dân vận Tỉnh ủy: thống nhất hoặc trả lại kết quả tổng hợp.")(review_decision)
 
 
@@ -176,7 +155,6 @@ def revision_flow():
             payload = {f.name: None for f in form.fields} | ({text: note.strip() or None} if text else {})
             _record(ref, engine, Submission(unit=item.unit_code, submitted_at=now, payload=payload,
                                             element=item.element_id, actor=who), now)
-            emit_submitted(engine.plan, ref.root_key, item.unit_code, item.element_id, now, who)
             get_run_logger().info("Đã ghi «%s» của %s lúc %s, người thực hiện: %s%s", element.name or element.id,
                                   unit_name(engine.plan.registry, item.unit_code),
                                   short_datetime(now, engine.plan.calendar.tz), who,
@@ -187,7 +165,7 @@ def revision_flow():
         return await concluded(ref, body)
 
     revise_report.__qualname__ = "revise_report"
-    return flow(name="revise-report", validate_parameters=False, flow_run_name=_named("Hoàn thiện báo cáo"),
+    return flow(name="revise-report", validate_parameters=False, flow_run_name=run_name("Hoàn thiện báo cáo"),
                 description="Sở Nội vụ gửi lại báo cáo đã bổ sung, hoàn thiện theo ý kiến thẩm định của "
                             "Ban Dân vận Tỉnh ủy; báo cáo được tổng hợp lại lúc này.")(revise_report)
 
@@ -241,7 +219,7 @@ def retrigger_flow(choices: Choices):
 
     retrigger_step.__qualname__ = "retrigger_step"
     retrigger_step.__module__ = ENTRYPOINT_MODULE
-    return flow(name="retrigger-step", validate_parameters=False, flow_run_name=_named("Chạy lại bước"),
+    return flow(name="retrigger-step", validate_parameters=False, flow_run_name=run_name("Chạy lại bước"),
                 description="Chạy lại một bước bị đình trệ và gửi lại thư chưa gửi được; ghi người thực hiện và lý do.",
                 )(retrigger_step)
 

@@ -30,7 +30,6 @@ from planflow.unit_labels import step_label, unit_label
 
 ALL_STEPS = "— Mọi bước bị lỗi, mọi thư chưa gửi được —"
 ALL_UNITS = "— Mọi đơn vị —"
-TIERS = (("departments", "Sở, ban, ngành"), ("districts", "UBND cấp huyện"), ("communes", "UBND cấp xã"))
 RETRIGGERABLE = ("serviceTask", "sendTask", "userTask")  # a userTask's chasing letters can fail too
 
 
