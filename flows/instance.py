@@ -12,7 +12,9 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from planflow import load_plan
+from planflow import connect, load_plan
+from planflow.plan_versions import years
+from planflow.plan_years import this_year
 from planflow.clock import now_of, real_now
 from planflow.definitions import shipped
 from planflow.flows.runtime import RunRef, engine_for
@@ -35,12 +37,32 @@ def instance_key(plan, year: int | None = None) -> str:
     return f"{plan.id}/{year or plan.definition.year}"
 
 
-def plan_ref() -> RunRef:
-    """Where the deployed flows work, read from the environment they run in."""
+def current_year(plan, db_url: str) -> int:
+    """The year the operators' flows act on: a plan of a fixed year, that year; a plan of every
+    year, its newest running instance's, else its newest instance's, else this year's."""
+    if not plan.every_year:
+        return plan.year
+    db = connect(db_url)
+    started = years(db, plan.id, running=True) or years(db, plan.id)
+    return started[-1] if started else this_year(plan.calendar.tz)
+
+
+def plan_ref(year: int | None = None) -> RunRef:
+    """Where the deployed flows work, read from the environment they run in; the instance is
+    the plan's of ``year``, the current one (``current_year``) when not said."""
     plan = load_plan(definition_path())
     db_url = os.environ.get("PLANFLOW_DATABASE_URL") or f"sqlite:///{Path.cwd() / 'out' / 'planflow.db'}"
-    return RunRef(definition=str(plan.path), db_url=db_url, root_key=instance_key(plan),
+    return RunRef(definition=str(plan.path), db_url=db_url,
+                  root_key=instance_key(plan, year or current_year(plan, db_url)),
                   outbox_dir=os.environ.get("PLANFLOW_OUTBOX_DIR", str(Path.cwd() / "out" / "outbox")))
+
+
+def running_refs(ref: RunRef) -> list[RunRef]:
+    """The references of every running instance of the plan (the sweep's work), ``ref`` among them."""
+    plan = load_plan(ref.definition)
+    running = years(connect(ref.db_url), plan.id, running=True) if plan.every_year else []
+    keys = dict.fromkeys([ref.root_key, *(instance_key(plan, y) for y in running)])
+    return [ref.model_copy(update={"root_key": key}) for key in keys]
 
 
 def started(ref: RunRef):

@@ -35,12 +35,13 @@ from typing import Annotated, Optional
 from prefect import flow, get_run_logger
 from pydantic import Field
 
+from planflow import load_plan
 from planflow.clock import ClockError, now_of, real_now
 from planflow.clock import set_replay_clock as set_clock_of
 from planflow.flows import operator_actions
 from planflow.flows.artifacts import publish_artifacts
 from planflow.flows.instance import (SHIPPED_DEFINITION, OperatorError, definition_path, instance_key,  # noqa: F401
-                                     named_actor, plan_ref, run_name, started)
+                                     named_actor, plan_ref, run_name, running_refs, started)
 from planflow.flows.operator_forms import PaperReport, choices_of, score_sheet_of, vietnam_moment  # noqa: F401
 from planflow.flows.outcome import concluded
 from planflow.flows.runtime import RunRef, engine_for, root_id
@@ -70,12 +71,34 @@ def score_sheet(definition: str | None = None):
     return choices_of(definition).score_sheet
 
 
+def _fired_year(tz) -> int:
+    """The year this run of the annual schedule fired in (its scheduled start; now, run by hand)."""
+    try:
+        from prefect.runtime import flow_run
+
+        fired = flow_run.scheduled_start_time
+        return (fired or real_now()).astimezone(tz).year
+    except Exception:  # noqa: BLE001 - outside a run: the real clock
+        return real_now().astimezone(tz).year
+
+
+def _cycle_ref(year: int | None) -> RunRef:
+    """The instance a run of plan-cycle starts: a plan of every year, the one of ``year`` or of
+    the year the schedule fired in; a plan of a fixed year, that year's (another is refused)."""
+    plan = load_plan(definition_path())
+    if not plan.every_year:
+        return plan_ref(plan.year)
+    return plan_ref(year or _fired_year(plan.calendar.tz))
+
+
 @flow(name="plan-cycle", flow_run_name=run_name("Ban hành Kế hoạch"),
       description="Ban hành Kế hoạch năm: khởi tạo và phổ biến đến các nơi nhận.")
 async def plan_cycle(year: Optional[int] = None):
-    """Start the plan's instance (once) and run what is ready: dissemination. A live start
-    runs on the real clock; a replay is started by ``set-replay-clock`` and runs on its own."""
-    ref = plan_ref()
+    """Start the instance of the year (once: ``<plan>/<year>``) and run what is ready:
+    dissemination. A plan of every year starts the year the schedule fires in (or ``year``).
+    A live start runs on the real clock; a replay is started by ``set-replay-clock`` and runs
+    on its own."""
+    ref = _cycle_ref(year)
 
     async def body() -> str:
         engine = engine_for(ref)
@@ -121,17 +144,31 @@ def _clock_run_name() -> str:
         return "Đặt đồng hồ chạy lại"
 
 
+def _replay_ref(day, year: int | None) -> RunRef:
+    plan = load_plan(definition_path())
+    if year or not plan.every_year:
+        return plan_ref(year)
+    ref = plan_ref()
+    if engine_for(ref).instance_id(ref.root_key) is None and isinstance(day, dt.date):
+        return plan_ref(day.year)
+    return ref
+
+
 @flow(name="set-replay-clock", flow_run_name=_clock_run_name, validate_parameters=False,
       description="Đặt đồng hồ chạy lại (năm đã qua), theo giờ Việt Nam; ghi người thực hiện và lý do.")
 async def set_replay_clock(
         day: dt.date = operator_actions.titled("Ngày (giờ Việt Nam)", "Ngày của năm chạy lại, ví dụ 2022-12-12"),
         time: Annotated[str, Field(pattern=r"^([01]?[0-9]|2[0-3]):[0-5][0-9]$")] = operator_actions.titled("Giờ (giờ Việt Nam, HH:MM)", "Giờ Việt Nam (+07:00), ví dụ 08:00", "08:00"),
         actor: str = operator_actions.titled("Người thực hiện", "Họ tên, chức vụ; ghi vào nhật ký"),
-        reason: str = operator_actions.titled("Lý do", "Lý do đặt đồng hồ, ghi vào nhật ký")):
+        reason: str = operator_actions.titled("Lý do", "Lý do đặt đồng hồ, ghi vào nhật ký"),
+        year: Optional[int] = operator_actions.titled(
+            "Năm của Kế hoạch", "Để trống: năm đang chạy (Kế hoạch lập cho mọi năm: năm của ngày nếu chưa có năm nào)",
+            None)):
     """Set the replay clock of the plan's instance to ``day`` at ``time`` in Vietnam's time
     (forward only); the first setting starts the instance as a replay. A live instance keeps
-    the real clock."""
-    ref = plan_ref()
+    the real clock. ``year``: the instance's year (a plan of every year); not said, the current
+    instance, or the year of ``day`` when none has started."""
+    ref = _replay_ref(day, year)
 
     async def body() -> str:
         engine = engine_for(ref)
@@ -183,7 +220,11 @@ async def daily_deadline_sweep():
     (the ladder's moments fall on working days). The instance is moved on afterwards, and
     swept again while that opened a task with a rung due at this very moment."""
     ref = plan_ref()
-    return await concluded(ref, lambda: _sweep_passes(ref))
+
+    async def body() -> int:  # every running year of the plan (a cycle may run on into the next year)
+        return sum([await _sweep_passes(each) for each in running_refs(ref)])
+
+    return await concluded(ref, body)
 
 
 @flow(name="deliver-outbox", flow_run_name=run_name("Gửi thư"), description="Gửi các thông báo đang chờ trong hộp thư đi.")

@@ -16,7 +16,8 @@ from typing import Iterator
 
 from pydantic import BaseModel, field_serializer
 
-from planflow import Engine, connect, load_plan
+from planflow import Engine, connect
+from planflow.plan_versions import plan_for, started_version
 from planflow.status import masked_url
 
 
@@ -36,13 +37,17 @@ class RunRef(BaseModel):
 
 
 @lru_cache(maxsize=8)
-def _engine(definition: str, db_url: str, mtime: float) -> Engine:
-    return Engine(load_plan(definition), connect(db_url))
+def _engine(definition: str, db_url: str, root_key: str, mtime: float, started_on: str | None) -> Engine:
+    db = connect(db_url)
+    return Engine(plan_for(db, root_key, definition), db)
 
 
 def engine_for(ref: RunRef) -> Engine:
+    """The engine of the run's instance, on the version of the definition it started with
+    (a running year keeps its definition; the file's plan before it starts)."""
     path = Path(ref.definition)
-    return _engine(str(path.resolve()), ref.db_url, os.path.getmtime(path))
+    return _engine(str(path.resolve()), ref.db_url, ref.root_key, os.path.getmtime(path),
+                   started_version(connect(ref.db_url), ref.root_key))
 
 
 def root_id(ref: RunRef) -> int | None:

@@ -60,8 +60,9 @@ class PrefectActions:
             delivery_task()(self.ref, clock)
 
 
-async def run_simulation(definition: Path, scenario_path: Path | None, out_dir: Path, db_url: str) -> Result:
-    plan = load_plan(definition)
+async def run_simulation(definition: Path, scenario_path: Path | None, out_dir: Path, db_url: str,
+                         year: int | None = None) -> Result:
+    plan = load_plan(definition, year)
     scenario = load_scenario(scenario_path or default_scenario(plan), plan)
     key = f"{plan.id}/{plan.definition.year}/simulation-{scenario.digest}"
     ref = RunRef(definition=str(plan.path), db_url=db_url, root_key=key, outbox_dir=str(out_dir / "outbox"))

@@ -28,7 +28,7 @@ from typing import Iterable
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine as SqlEngine
 
-from planflow import audit, escalation, letters, outbox, submissions, timers, tokens, units
+from planflow import audit, escalation, letters, outbox, plan_versions, submissions, timers, tokens, units
 from planflow import store as s
 from planflow.arrivals import ON_ARRIVAL
 from planflow.loader import Plan
@@ -58,6 +58,7 @@ class Engine:
         steps and timers are stamped with the moments they belong to, not the clock of
         whoever runs them."""
         with self.db.begin() as conn:
+            plan_versions.keep(conn, self.plan, as_of)
             return tokens.create_instances(conn, self.plan, [key], self.plan.definition.id, None, None, [None],
                                            as_of, variables or {}, replay=replay)[0]
 

@@ -16,6 +16,7 @@ time grows with the size of the definition, not its square.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,6 +24,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from planflow.calendar import BusinessCalendar
+from planflow.calendar_file import find_calendar
 from planflow.definition_rules import (
     RuleContext, boundaries_are_valid, call_units_exist, calls_known_process, conditions_are_expressions,
     document_recipients_exist, due_is_readable, element_ids_are_unique, end_has_no_next, escalations_are_valid,
@@ -34,6 +36,7 @@ from planflow.definition_rules import (
 )
 from planflow.graph_rules import every_element_is_reachable, every_loop_has_a_way_out, joins_can_complete
 from planflow.model import Definition, Element, Form, Process, Registry
+from planflow.plan_years import fixed_year, this_year, with_year
 from planflow.problems import CalendarError, CalendarFileError, DefinitionError, Problem
 from planflow.registry_rules import FORM_RULES, REGISTRY_RULES, Source, check
 from planflow.time_rules import due_is_after_the_start, start_timer_is_valid, timezone_exists
@@ -54,11 +57,17 @@ class Plan:
     path: Path
     digest: str
     template_dir: Path | None = None
+    every_year: bool = False  # written for every year ({year}, no ``year:``); ``definition.year`` is this one's
+    sources: tuple[str, ...] = ()  # the files it was read from (the definition first), for its record
     memo: dict = field(default_factory=dict, compare=False, repr=False)  # values derived once per plan
 
     @property
     def id(self) -> str:
         return self.definition.id
+
+    @property
+    def year(self) -> int:
+        return self.definition.year
 
 
 # --- the rules, in the order they run ---------------------------------------------------
@@ -254,9 +263,29 @@ class _References:
         return None
 
 
-def load_plan(path: str | Path) -> Plan:
+def _year_rewrite(file: str, year: int | None, chosen: dict):
+    """The definition's text for ``year`` (``{year}`` written out); a fixed ``year:`` other than
+    the one asked is refused at its line."""
+    def rewrite(text: str) -> str:
+        fixed, line = fixed_year(text)
+        if fixed is not None and year is not None and fixed != year:
+            raise DefinitionError([Problem(file, line, None, f"year: this is the plan of {fixed}, not of {year}: "
+                                           "leave `year:` out (and write {year} where the year goes) to make "
+                                           "it a plan of every year", "definition")])
+        chosen.update(year=fixed or year or this_year(), every_year=fixed is None)
+        return with_year(text, chosen["year"])
+    return rewrite
+
+
+def load_plan(path: str | Path, year: int | None = None) -> Plan:
+    """The plan of ``path`` for ``year``: a definition with a fixed ``year:`` is that year's
+    (another year asked is refused); one without is the plan of the year asked, this year when
+    none is (``planflow.plan_years``)."""
     path = Path(path)
-    raw, file = load_mapping(path, "definition")
+    chosen: dict = {}
+    raw, file = load_mapping(path, "definition", rewrite=_year_rewrite(display_path(path), year, chosen))
+    if raw.get("year") is None:
+        raw["year"] = chosen["year"]
     try:
         definition = Definition.model_validate(_lines_to_fields(raw))
     except ValidationError as exc:
@@ -280,8 +309,32 @@ def load_plan(path: str | Path) -> Plan:
                                                  lines=lines))
     if problems:
         raise DefinitionError(problems)
+    sources = _sources(path, definition, base, template_dir)
     try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    except OSError as exc:  # the file went away while it was checked
+        digest = sources_digest(sources)
+    except OSError as exc:  # a file went away while it was checked
         raise DefinitionError([Problem(file, 0, None, f"definition: cannot be read: {exc.strerror}")]) from None
-    return Plan(definition, registry, forms, calendar, path.resolve(), digest, template_dir)
+    return Plan(definition, registry, forms, calendar, path.resolve(), digest, template_dir,
+                every_year=chosen["every_year"], sources=tuple(str(p) for p in sources))
+
+
+def _sources(path: Path, definition: Definition, base: Path, template_dir: Path | None) -> list[Path]:
+    """The files a plan is made of, the definition first: its registry, forms, its own calendar
+    (not one planflow ships) and its templates."""
+    files = [path.resolve(), (base / definition.registry).resolve(),
+             *((base / rel).resolve() for rel in definition.forms.values())]
+    calendar = find_calendar(definition.calendar, base)
+    if calendar.is_relative_to(base):
+        files.append(calendar)
+    if template_dir is not None:
+        files += sorted(p.resolve() for p in template_dir.rglob("*") if p.is_file())
+    return list(dict.fromkeys(files))
+
+
+def sources_digest(files: list[Path]) -> str:
+    """One digest of a plan's files (names relative to the definition's folder, and contents)."""
+    h = hashlib.sha256()
+    base = files[0].parent
+    for p in files:
+        h.update(os.path.relpath(p, base).encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()[:16]

@@ -182,6 +182,15 @@ outbox = Table(
 )
 Index("ix_outbox_status", outbox.c.status)
 
+# the files a plan instance started with (a running year keeps its definition: planflow.plan_versions)
+plan_versions = Table(
+    "plan_versions", metadata,
+    Column("digest", String(32), primary_key=True),
+    Column("definition_id", String(200), nullable=False),
+    Column("files", JSON, nullable=False),  # [[path relative to the definition's folder, text], ...], definition first
+    Column("kept_at", UTCDateTime, nullable=False),
+)
+
 audit = Table(
     "audit", metadata,
     Column("id", Integer, primary_key=True),

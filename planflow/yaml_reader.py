@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,12 +87,16 @@ def decode(path: Path, data: bytes) -> str:
             from None
 
 
-def load_with_lines(path: Path, *, dates_as_text: bool = False, limit: int = DEFAULT_MAX_BYTES) -> Any:
+def load_with_lines(path: Path, *, dates_as_text: bool = False, limit: int = DEFAULT_MAX_BYTES,
+                    rewrite: Callable[[str], str] | None = None) -> Any:
     """Parse a YAML file; every mapping carries its first line under ``__line__``.
 
-    ``dates_as_text`` keeps unquoted dates (``2022-12-07``) as the text written.
+    ``dates_as_text`` keeps unquoted dates (``2022-12-07``) as the text written; ``rewrite``
+    changes the text before it is parsed, line for line (a plan's ``{year}``).
     """
     text = read_text(path, limit)
+    if rewrite is not None:
+        text = rewrite(text)
     try:
         return build(text, dates_as_text=dates_as_text)
     except yaml.MarkedYAMLError as exc:
@@ -157,7 +162,7 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
-def load_mapping(path: Path, what: str) -> tuple[dict, str]:
+def load_mapping(path: Path, what: str, rewrite: Callable[[str], str] | None = None) -> tuple[dict, str]:
     """A YAML file that must hold a mapping (lines kept), and the name problems give it.
 
     ``what`` names the kind of file in a problem ("definition", "registry", "scenario");
@@ -165,7 +170,7 @@ def load_mapping(path: Path, what: str) -> tuple[dict, str]:
     """
     file = display_path(path)
     try:
-        raw = load_with_lines(path, limit=MAX_BYTES.get(what, DEFAULT_MAX_BYTES))
+        raw = load_with_lines(path, limit=MAX_BYTES.get(what, DEFAULT_MAX_BYTES), rewrite=rewrite)
     except YamlError as exc:
         kind = {"registry": "unit", "form": "criterion"}.get(what, "element")
         raise DefinitionError([Problem(file, exc.line, exc.owner, f"{what}: {exc.message}", kind)]) from None
