@@ -77,6 +77,8 @@ def start(
         None, "--outbox", help="where the file channel writes letters (default: $PLANFLOW_OUTBOX_DIR, else out/outbox)"),
     actor: Optional[str] = typer.Option(None, help="who starts the replay, for the audit (default: $USER)"),
     reason: Optional[str] = typer.Option(None, help="why the year is replayed, for the audit"),
+    year: Optional[int] = typer.Option(None, "--year", help="the year of a plan written for every year (default: "
+                                       "the year of --as-of, else this year)"),
 ) -> None:
     """Start the plan's instance of its year (once) and run what is ready, as the plan-cycle
     deployment does: the plan goes to its recipients, each district's directive to its communes."""
@@ -85,7 +87,7 @@ def start(
     when = _moment(as_of)
     url = db_url(db)
     try:  # a broken plan or store is refused before anything runs
-        plan = load_plan(definition)
+        plan = load_plan(definition, year or (when.year if when is not None else None))
         if when is None:
             _live_year_or_fail(plan)
         connect(url)
@@ -107,6 +109,32 @@ def start(
         who = actor or os.environ.get("USER") or getpass.getuser()
         why = reason or f"Chạy lại kế hoạch năm {plan.definition.year} từ dòng lệnh (planflow start --as-of)"
         local = when.astimezone(plan.calendar.tz)  # the flow's form: a date and a time in Vietnam's time
-        _run(operations.set_replay_clock, day=local.date(), time=f"{local:%H:%M}", actor=who, reason=why)
-    key = _run(operations.plan_cycle, year=plan.definition.year)
+        _run(operations.set_replay_clock, day=local.date(), time=f"{local:%H:%M}", actor=who, reason=why,
+             year=plan.year)
+    key = _run(operations.plan_cycle, year=plan.year)
     _print_instance(url, plan, key)
+
+
+@app.command()
+def migrate(
+    key: str = typer.Argument(..., help="the running instance, <plan id>/<year>"),
+    definition: Path = typer.Argument(..., help="the definition's file, as edited (the version to move to)"),
+    actor: str = typer.Option(..., help="who moves it (name, post), for the audit"),
+    reason: str = typer.Option(..., help="why, for the audit"),
+    db: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the engine's store"),
+) -> None:
+    """Move a running instance onto the edited version of its definition (a running year keeps
+    the version it started with until an operator does this): refused when a step it waits at
+    is gone; written to the audit log with the actor and the reason."""
+    from planflow import connect, load_plan
+    from planflow.clock import real_now
+    from planflow.plan_versions import MigrationError
+    from planflow.plan_versions import migrate as move
+    from planflow.plan_years import year_of_key
+
+    try:
+        plan = load_plan(definition, year_of_key(key))
+        previous = move(connect(db_url(db), create=False), key, plan, actor=actor, reason=reason, as_of=real_now())
+    except (*user_errors(), MigrationError) as exc:
+        fail(exc)
+    out.print(f"[green]OK[/green] {key}: version {previous} → {plan.digest} ({actor}: {reason})", highlight=False)

@@ -143,3 +143,22 @@ def test_validate_and_simulate_take_a_year(every_year):
     refused = CliRunner().invoke(app, ["validate", str(REPO / "definitions" / "hai-duong-dan-van-2022.yaml"),
                                        "--year", "2023"])
     assert refused.exit_code == 1 and "not of 2023" in refused.output
+
+
+def test_planflow_migrate_moves_a_running_year_and_says_so(every_year, tmp_path):
+    from planflow.flows.cli import app
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    db = connect(url)
+    Engine(plan_for(db, "thu-nghiem-moi-nam/2022", every_year), db).start(
+        "thu-nghiem-moi-nam/2022", dt.datetime(2022, 3, 15, 8, tzinfo=TZ), replay=True)
+    every_year.write_text(every_year.read_text(encoding="utf-8").replace("reminders: [-2wd]", "reminders: [-3wd]"),
+                          encoding="utf-8")
+    unnamed = CliRunner().invoke(app, ["migrate", "thu-nghiem-moi-nam/2022", str(every_year), "--actor", " ",
+                                       "--reason", "sửa", "--db", url])
+    assert unnamed.exit_code == 1 and "actor" in unnamed.output
+    done = CliRunner().invoke(app, ["migrate", "thu-nghiem-moi-nam/2022", str(every_year), "--actor", "Nguyễn Văn A",
+                                    "--reason", "sửa nhắc hạn", "--db", url])
+    assert done.exit_code == 0, done.output
+    assert f"→ {load_plan(every_year, 2022).digest}" in done.output
+    assert behind(db, load_plan(every_year, 2022)) == []
