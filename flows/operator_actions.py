@@ -99,12 +99,27 @@ def submit_flow(choices: Choices):
                 )(submit_self_evaluation)
 
 
+def _review_submission(engine, ref, choices: Choices, code: str, text: str) -> tuple[str, dict]:
+    """The unit that decides (the one the open review task waits for, else the first unit of the
+    review task's ``for_each``) and the answer in its form's fields."""
+    review = choices.review
+    waiting = [w.unit_code for w in engine.open_work(root_id(ref)) if review and w.element_id == review.element]
+    if not waiting and not (review and review.units):
+        raise OperatorError("Kế hoạch không có bước thẩm định (bước có biểu mẫu chọn ý kiến) hoặc không có đơn vị "
+                            "thẩm định trong danh mục đơn vị")
+    unit = waiting[0] if waiting else review.units[0]
+    return unit, {review.field: code, **({review.comment: text or None} if review.comment else {})}
+
+
 def review_flow(choices: Choices):
+    said = " hoặc ".join(f"«{label}»" for label in choices.decisions)
+    deciding = choices.reviewer or "đơn vị thẩm định"
+
     async def review_decision(
-            decision: choices.decision_enum = titled("Ý kiến thẩm định", "Thống nhất hoặc trả lại"),
+            decision: choices.decision_enum = titled("Ý kiến thẩm định", said),
             reviewer: Actor = titled("Người thẩm định (họ tên, chức vụ)",
-                                     "Ví dụ: Nguyễn Văn A, Phó Trưởng Ban Dân vận Tỉnh ủy; ghi vào nhật ký"),
-            comment: str = titled("Ý kiến", "Ý kiến cụ thể của Ban Dân vận Tỉnh ủy", ""),
+                                     f"Ví dụ: Nguyễn Văn A, Phó Trưởng {deciding}; ghi vào nhật ký"),
+            comment: str = titled("Ý kiến", f"Ý kiến cụ thể của {deciding}", ""),
     ):
         ref = plan_ref()
 
@@ -112,14 +127,12 @@ def review_flow(choices: Choices):
             engine, now = started(ref)
             code = decision_code(decision, choices)
             who = named_actor(reviewer, "Người thẩm định")
-            unit = (engine.plan.registry.group("reviewers") or [None])[0]
-            if unit is None:
-                raise OperatorError("Danh mục đơn vị không có đơn vị thẩm định (nhóm 'reviewers')")
             text = (comment or "").strip()
-            _record(ref, engine, Submission(unit=unit.code, submitted_at=now,
-                                            payload={"decision": code, "comment": text or None}, actor=who), now)
+            unit, payload = _review_submission(engine, ref, choices, code, text)
+            _record(ref, engine, Submission(unit=unit, submitted_at=now, payload=payload, actor=who), now)
             label = {v: k for k, v in choices.decisions.items()}[code]
-            get_run_logger().info("Đã ghi ý kiến thẩm định của %s: «%s», người thẩm định: %s, lúc %s%s", unit.name,
+            get_run_logger().info("Đã ghi ý kiến thẩm định của %s: «%s», người thẩm định: %s, lúc %s%s",
+                                  unit_name(engine.plan.registry, unit),
                                   label, who, short_datetime(now, engine.plan.calendar.tz),
                                   f"; ý kiến: «{text}»" if text else "; không có ý kiến thêm")
             await publish_artifacts(ref, now)
@@ -130,10 +143,10 @@ def review_flow(choices: Choices):
     review_decision.__qualname__ = "review_decision"
     review_decision.__module__ = ENTRYPOINT_MODULE
     return flow(name="review-decision", validate_parameters=False, flow_run_name=run_name("Ý kiến thẩm định"),
-                description="Ban Dân vận Tỉnh ủy: thống nhất hoặc trả lại kết quả tổng hợp.")(review_decision)
+                description=f"{deciding[:1].upper()}{deciding[1:]} cho ý kiến thẩm định kết quả tổng hợp: {said}.")(review_decision)
 
 
-def revision_flow():
+def revision_flow(choices: Choices):
     async def revise_report(
             note: str = titled("Nội dung đã bổ sung, hoàn thiện", "Những gì đã bổ sung theo ý kiến thẩm định", ""),
             actor: Actor = titled("Người thực hiện", "Họ tên, chức vụ; ghi vào nhật ký"),
@@ -148,7 +161,7 @@ def revision_flow():
             if not waiting:
                 names = "; ".join(f"«{e.name or e.id}»" for e, _ in tasks.values()) or "(kế hoạch không có bước này)"
                 raise OperatorError(f"Không có báo cáo nào đang chờ bổ sung, hoàn thiện: {names} chỉ mở khi "
-                                    "Ban Dân vận Tỉnh ủy trả lại báo cáo")
+                                    f"{choices.reviewer or 'đơn vị thẩm định'} trả lại báo cáo")
             item = waiting[0]
             element, form = tasks[item.element_id]
             text = next((f.name for f in form.fields if f.type == "text"), None)
@@ -166,8 +179,8 @@ def revision_flow():
 
     revise_report.__qualname__ = "revise_report"
     return flow(name="revise-report", validate_parameters=False, flow_run_name=run_name("Hoàn thiện báo cáo"),
-                description="Sở Nội vụ gửi lại báo cáo đã bổ sung, hoàn thiện theo ý kiến thẩm định của "
-                            "Ban Dân vận Tỉnh ủy; báo cáo được tổng hợp lại lúc này.")(revise_report)
+                description="Gửi lại báo cáo đã bổ sung, hoàn thiện theo ý kiến thẩm định của "
+                            f"{choices.reviewer or 'đơn vị thẩm định'}; báo cáo được tổng hợp lại lúc này.")(revise_report)
 
 
 def _went_out(engine, done: list[dict]) -> list[dict]:
@@ -242,4 +255,4 @@ async def _report(engine, ref, element: str, code: str | None, done: list[dict])
 
 def build(choices: Choices) -> dict[str, object]:
     return {"submit_self_evaluation": submit_flow(choices), "review_decision": review_flow(choices),
-            "revise_report": revision_flow(), "retrigger_step": retrigger_flow(choices)}
+            "revise_report": revision_flow(choices), "retrigger_step": retrigger_flow(choices)}

@@ -1,9 +1,11 @@
 """What an operator picks from in the Prefect UI, built from the plan (never typed as an id).
 
-- the units that report, one choice each, "name — district (code)", ordered by tier (sở, ban,
-  ngành; UBND cấp huyện; UBND cấp xã) and, for a commune, by its district;
+- the units that report, one choice each, "name — district (code)": the units of the plan's
+  user tasks on a criteria form, by tier as the definition nests them (sở, ban, ngành; UBND
+  cấp huyện; UBND cấp xã: ``expressions.units_that_report``) and, for a commune, by its district;
 - the steps an operator can re-trigger, by their Vietnamese names;
-- the review decisions, from the review form's choices (``definitions/forms/review-decision.yaml``);
+- the review decisions, from the choices of the form that decides (``expressions.review_decision``;
+  ``definitions/forms/review-decision.yaml`` in the shipped plan);
 - the score sheet: one number per criterion, titled as the form shows it.
 
 Each is built by :func:`choices_of` from a definition, when a flow or a deployment asks (the
@@ -24,6 +26,7 @@ from functools import lru_cache
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from planflow import load_plan
+from planflow.expressions import review_decision, units_that_report
 from planflow.flows.instance import OperatorError, definition_path
 from planflow.notifications.vn_format import vn_number
 from planflow.unit_labels import step_label, unit_label
@@ -34,13 +37,9 @@ RETRIGGERABLE = ("serviceTask", "sendTask", "userTask")  # a userTask's chasing 
 
 
 def reporting_units(plan) -> list:
-    """The units that report, by tier; communes grouped by their district (registry order)."""
-    registry = plan.registry
-    out = [*registry.group("departments"), *registry.group("districts")]
-    order = {u.code: i for i, u in enumerate(registry.group("districts"))}
-    communes = registry.group("communes")
-    out += sorted(communes, key=lambda u: (order.get(u.parent, len(order)), communes.index(u)))
-    return out or list(registry.units)
+    """The units that report, by tier; communes grouped by their district (registry order);
+    every unit of the registry when the plan asks none."""
+    return units_that_report(plan) or list(plan.registry.units)
 
 
 @dataclass(frozen=True)
@@ -51,6 +50,8 @@ class Choices:
     any_units: dict[str, str]  # every unit of the registry: letters to Sở Nội vụ can fail too
     steps: dict[str, str]
     decisions: dict[str, str]
+    review: object  # the plan's review (``expressions.review_decision``), None without one
+    reviewer: str  # the name of the unit that decides (the review task's ``for_each``), "" without one
     unit_enum: type = field(repr=False)
     any_unit_enum: type = field(repr=False)
     step_enum: type = field(repr=False)
@@ -71,13 +72,9 @@ def _steps(plan) -> dict[str, str]:
     return found
 
 
-def _decisions(plan) -> dict[str, str]:
-    """Label -> code of the review's decisions: the first choice field of the form that decides."""
-    for form in plan.forms.values():
-        if form.decides:
-            choice = next(f for f in form.fields if f.type == "choice")
-            return {label: code for code, label in (choice.choices or {}).items()}
-    return {"Thống nhất": "approve", "Trả lại": "return"}
+def _decisions(review) -> dict[str, str]:
+    """Label -> code of the review's decisions, in the form's order (none without a review)."""
+    return {label: code for code, label in review.choices.items()} if review else {}
 
 
 def note_tasks(plan) -> dict[str, tuple[object, object]]:
@@ -111,10 +108,12 @@ def _choices(path: str) -> Choices:
     units = {unit_label(plan.registry, u.code): u.code for u in reporting_units(plan)}
     any_units = {**units, **{unit_label(plan.registry, u.code): u.code for u in plan.registry.units
                              if u.code not in units.values()}}
-    steps, decisions = _steps(plan), _decisions(plan)
+    review = review_decision(plan)
+    steps, decisions = _steps(plan), _decisions(review)
     # retrigger-step's lists start with "all" (its default): an optional list would show Prefect's
     # type switcher ("Buoc | None") instead of the list
-    return Choices(units, any_units, steps, decisions, _enum("DonVi", units),
+    reviewer = plan.registry.get(review.units[0]).name if review and review.units else ""
+    return Choices(units, any_units, steps, decisions, review, reviewer, _enum("DonVi", units),
                    _enum("DonViBatKy", [ALL_UNITS, *any_units]), _enum("Buoc", [ALL_STEPS, *steps]),
                    _enum("YKien", decisions), score_sheet_of(plan))
 

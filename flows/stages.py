@@ -1,4 +1,4 @@
-"""One Prefect flow per stage of the plan, named in its words.
+"""One Prefect flow per stage of the plan (the definition's ``stages:``), named in its words.
 
 A stage flow records what people did (submissions, decisions), then runs the service
 steps of its stage that the engine has made ready: one Prefect task per *step*, batched
@@ -135,22 +135,17 @@ def _stage_flow(stage: str, description: str):
     return stage_flow
 
 
-dissemination = _stage_flow("dissemination", "Phổ biến Kế hoạch đến các nơi nhận; Sở Nội vụ hướng dẫn, theo dõi.")
-district_cycle = _stage_flow("district_cycle", "UBND cấp huyện xây dựng kế hoạch, chỉ đạo và tổng hợp cấp xã.")
-self_evaluation = _stage_flow("self_evaluation", "Các sở, ban, ngành và UBND cấp huyện tự đánh giá, báo cáo.")
-aggregation = _stage_flow("aggregation", "Sở Nội vụ tổng hợp, xếp loại, báo cáo Bộ Nội vụ và Tỉnh ủy.")
-review = _stage_flow("review", "Ban Dân vận Tỉnh ủy thẩm định: thống nhất hoặc trả lại.")
-publication = _stage_flow("publication", "Công khai kết quả đánh giá.")
-
-STAGE_FLOWS = {f.__name__: f for f in (dissemination, district_cycle, self_evaluation, aggregation, review,
-                                       publication)}
+# the stage flows made so far, by (stage id, stage name): one per stage of the definitions run
+STAGE_FLOWS: dict[tuple[str, str], object] = {}
 
 
 def stage_flow(stage) -> callable:
-    """The flow of a stage; a plan with stages of its own gets flows named after them."""
-    if stage.id not in STAGE_FLOWS:
-        STAGE_FLOWS[stage.id] = _stage_flow(stage.id, stage.name)
-    return STAGE_FLOWS[stage.id]
+    """The flow of a stage of the definition (``stages:``), made on first use: named after its id
+    (``district_cycle`` -> "district-cycle"), described and its runs named by its name."""
+    key = (stage.id, stage.name)
+    if key not in STAGE_FLOWS:
+        STAGE_FLOWS[key] = _stage_flow(stage.id, stage.name)
+    return STAGE_FLOWS[key]
 
 
 @task(cache_policy=NO_CACHE, task_run_name="sweep")

@@ -10,10 +10,15 @@ review:                             # Ban Dân vận decisions, in order
   - {at: "2022-12-27T09:00:00+07:00", decision: approve}
 ```
 
+A ``decision`` is one of the choices of the plan's review form (the user task whose form
+decides: ``approve`` and ``return`` in the shipped plan); it and the ``comment`` are recorded
+as that form's choice and text fields.
+
 ``on_time`` means 10:00 on a working day 1–4 working days before the due date (chosen
 from the unit code, so every run is the same), never before the task opened. Scores not
 given are drawn the same way, between 72% and 100% of each criterion. A review round with
-no decision in the scenario is approved two working days after it opens. Any other task on
+no decision in the scenario is answered two working days after it opens, at 09:00, with the
+choice the review gateway's default branch stands for (``approve`` in the shipped plan). Any other task on
 a fields form (e.g. Sở Nội vụ completing a returned report) is done two working days after
 it opens, at 09:00, with each required choice's first choice and no text.
 """
@@ -26,8 +31,10 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from planflow.expressions import ReviewDecision, review_decision
 from planflow.model import Form
 from planflow.problems import DefinitionError, Problem
+from planflow.plan_years import with_year
 from planflow.yaml_reader import LINE_KEY, line_of, line_of_key, load_mapping, strip_lines
 
 
@@ -91,11 +98,14 @@ class Scenario:
         return out
 
     def decision_for(self, plan, round_index: int, opened_at: dt.datetime) -> tuple[dt.datetime, dict]:
+        """When and what the review decides in this round, in its form's fields."""
+        review = review_decision(plan)
         if round_index < len(self.review):
             d = self.review[round_index]
-            payload = {"decision": d.decision, "comment": d.comment}
-            return max(d.at, opened_at), payload
-        return _two_days_later(plan, opened_at), {"decision": "approve", "comment": None}
+            when, value, comment = max(d.at, opened_at), d.decision, d.comment
+        else:
+            when, value, comment = _two_days_later(plan, opened_at), review.default, None
+        return when, {review.field: value, **({review.comment: comment} if review.comment else {})}
 
     def answer_for(self, plan, form: Form, opened_at: dt.datetime) -> tuple[dt.datetime, dict]:
         """When and how a task on a fields form that decides nothing is done (see the module)."""
@@ -131,7 +141,8 @@ SCENARIO_KEYS = ("default", "units", "review", "description")
 def load_scenario(path: str | Path, plan) -> Scenario:
     """Load and check a scenario against a plan; unknown units are refused by name."""
     path = Path(path)
-    raw, file = load_mapping(path, "scenario")
+    # a scenario of a plan of every year may write its moments with {year} (planflow.plan_years)
+    raw, file = load_mapping(path, "scenario", rewrite=lambda text: with_year(text, plan.definition.year))
     problems: list[Problem] = [Problem(file, line_of_key(raw, k) or raw[LINE_KEY], None,
                                        f"unknown key '{k}' (keys: default, units, review)")
                                for k in sorted(set(raw) - {*SCENARIO_KEYS, LINE_KEY}, key=str)]
@@ -143,7 +154,7 @@ def load_scenario(path: str | Path, plan) -> Scenario:
     default = reader.read(raw.get("default", {"submit": "on_time"}), "default",
                           line_of_key(raw, "default")) or UnitPlan("on_time")
     units = _unit_plans(raw, plan, reader)
-    review = _review(raw, file, problems)
+    review = _review(raw, file, problems, review_decision(plan))
     if problems:
         raise DefinitionError(problems)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
@@ -216,17 +227,32 @@ def _unit_plans(raw: dict, plan, reader: _UnitPlans) -> dict[str, UnitPlan]:
     return units
 
 
-def _review(raw: dict, file: str, problems: list[Problem]) -> list[Decision]:
+def _allowed(spec: ReviewDecision) -> str:
+    """The decisions a scenario may give, in words: ``approve or return (form 'x': approve = «…», …)``."""
+    values = list(spec.choices)
+    words = " or ".join([", ".join(values[:-1]), values[-1]] if len(values) > 1 else values)
+    labels = ", ".join(f"{v} = «{label}»" for v, label in spec.choices.items())
+    return f"{words} (the choices of the review's form: {labels})"
+
+
+def _review(raw: dict, file: str, problems: list[Problem], spec: ReviewDecision | None) -> list[Decision]:
     entries = raw.get("review") or []
+    example = next(iter(spec.choices), "approve") if spec else "approve"
     if not isinstance(entries, list):
         problems.append(Problem(file, line_of_key(raw, "review") or raw[LINE_KEY], None,
-                                "review must be a list of decisions, e.g. - {at: ..., decision: approve}"))
+                                f"review must be a list of decisions, e.g. - {{at: ..., decision: {example}}}"))
+        return []
+    if entries and spec is None:
+        problems.append(Problem(file, line_of_key(raw, "review") or raw[LINE_KEY], None,
+                                "review: the plan has no review (no user task whose form has a choice field): "
+                                "remove 'review'"))
         return []
     review = []
     for i, d in enumerate(entries):
         line = line_of_key(entries, i) or line_of(d)
-        if not isinstance(d, dict) or d.get("decision") not in ("approve", "return"):
-            problems.append(Problem(file, line, None, f"review #{i + 1}: decision must be approve or return"))
+        if not isinstance(d, dict) or not isinstance(d.get("decision"), str) or d["decision"] not in spec.choices:
+            given = f", not '{d.get('decision')}'" if isinstance(d, dict) else ""
+            problems.append(Problem(file, line, None, f"review #{i + 1}: decision must be {_allowed(spec)}{given}"))
             continue
         if d.get("at") is None:
             problems.append(Problem(file, line, None, f"review #{i + 1}: 'at' is missing (an ISO 8601 datetime "

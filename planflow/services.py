@@ -14,6 +14,7 @@ from sqlalchemy import update
 
 from planflow import aggregation, letters, outbox, report
 from planflow import store as s
+from planflow.expressions import review_decision
 from planflow.model import SERVICE_HANDLERS
 
 
@@ -43,14 +44,23 @@ def _record(ctx: StepContext) -> None:
         detail={"name": ctx.element.name}))
 
 
+def _returned_comment(plan, variables: dict) -> str | None:
+    """The reviewer's comment when the last review sent the report back (the review task's
+    ``output`` variable, its form's choice and text fields: ``expressions.review_decision``)."""
+    review = review_decision(plan)
+    if review is None or not review.variable or review.comment is None:
+        return None
+    answer = variables.get(review.variable) or {}
+    return answer.get(review.comment) if review.returned(answer) else None
+
+
 def _aggregate(ctx: StepContext) -> None:
     """Sở Nội vụ (or a district, for its communes) aggregates scores into a report."""
     conn, inst = ctx.conn, ctx.instance
     tree = s.tree_ids(conn, inst.id)
     round_ = report.next_round(conn, inst.id)
     data = aggregation.build(conn, ctx.plan, tree, round_, ctx.as_of)
-    review = (inst.variables or {}).get("review") or {}
-    comment = review.get("comment") if review.get("decision") == "return" else None
+    comment = _returned_comment(ctx.plan, inst.variables or {})
     markdown = report.render_markdown(ctx.plan, data, comment)
     report.save(conn, key=f"{inst.id}:{ctx.element.id}:{ctx.token.id}", instance_id=inst.id,
                 element_id=ctx.element.id, at=ctx.as_of, data=data, markdown=markdown)
