@@ -1,7 +1,9 @@
 """Artifacts of a plan instance, refreshed whenever a flow moves it: what operators watch.
 
-Keys are derived from the instance key (lower-case letters, digits and dashes), so each
-artifact is one evolving object in the Prefect UI: progress (overall and per tier),
+Keys are derived from the instance key ``<plan id>/<year>`` (lower-case letters, digits and
+dashes: ``hai-duong-dan-van-2022-2022-progress``), so two plans on one server, and two years
+of one plan, never overwrite each other's, and each artifact is one evolving object in the
+Prefect UI: progress (overall and per tier),
 units, districts, overdue units, stalled steps with their actions, operator actions, the
 charts and the aggregate report. Last comes the ``overview``: the plan's state at a glance,
 linking each artifact's page as just published (``/artifacts/artifact/<id>``: one click to
@@ -26,6 +28,7 @@ TIER_KEYS = {"department": "progress-departments", "district": "progress-distric
 
 
 def artifact_key(root_key: str, what: str) -> str:
+    """``<plan id>-<year>-<what>`` of an instance key ``<plan id>/<year>``, as Prefect takes a key."""
     return f"{re.sub(r'[^a-z0-9]+', '-', root_key.lower()).strip('-')}-{what}"
 
 

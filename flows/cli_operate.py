@@ -227,21 +227,24 @@ def sweep(
 
 @app.command()
 def serve(
-    definition: Path = typer.Argument(Path("definitions/hai-duong-dan-van-2022.yaml"), help="process definition"),
+    definition: Path = typer.Argument(Path("definitions/hai-duong-dan-van-2022.yaml"),
+                                      help="process definition, or a folder of them (every plan at its top level)"),
     db: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the engine's store"),
 ) -> None:
-    """Register the plan's deployments and automations with the Prefect server and run them."""
+    """Register the deployments and automations of a plan, or of every plan in a folder, with the
+    Prefect server and run them."""
     from planflow import load_plan
+    from planflow.flows.served_plans import ServedPlanError, plan_files
 
     if not os.environ.get("PREFECT_API_URL"):
         fail(ValueError("PREFECT_API_URL is not set: start a server (prefect server start) and export "
                          "PREFECT_API_URL=http://127.0.0.1:4200/api — see README, 'Run it for real'"))
-    try:
-        load_plan(definition)
-    except user_errors() as exc:
+    try:  # every plan checked before anything is registered
+        plans = [load_plan(path) for path in plan_files(definition)]
+    except (*user_errors(), ServedPlanError) as exc:
         fail(exc)
     from planflow import connect
-    from planflow.flows.serve import serve as serve_plan
+    from planflow.flows.serve import serve as serve_plans
     from planflow.status import masked_url
 
     url = db_url(db)
@@ -249,8 +252,9 @@ def serve(
         connect(url)  # the live store: made here when it is new; a wrong URL stops here
     except user_errors() as exc:
         fail(exc)
-    out.print(f"Serving {definition} (store {masked_url(url)}) at {os.environ['PREFECT_API_URL']}", highlight=False)
-    asyncio.run(serve_plan(str(definition), url))
+    out.print(f"Serving {', '.join(plan.id for plan in plans)} from {definition} (store {masked_url(url)}) "
+              f"at {os.environ['PREFECT_API_URL']}", highlight=False)
+    asyncio.run(serve_plans(str(definition), url))
 
 
 @app.command()
@@ -264,7 +268,7 @@ def automations() -> None:
 
     try:
         names = asyncio.run(register_automations())
-    except LookupError as exc:
+    except (LookupError, *user_errors()) as exc:
         fail(exc)
     for name in names:
         out.print(f"[green]automation[/green] {name}", highlight=False)

@@ -1,10 +1,11 @@
 """The events the plan emits, readable in Prefect's Event Feed and filterable by automations.
 
 ``planflow.unit.submitted`` and ``planflow.unit.overdue`` name their resource after the unit
-(``prefect.resource.name``) and label it with its code, tier, district, level and due date in
-Vietnam's time (``dd/mm/yyyy HH:MM``, +07:00); the district and the plan are related
-resources. Labels are strings, as Prefect keeps them. The resource id stays
-``planflow.unit.<code>``: the automations match it.
+(``prefect.resource.name``) and label it with its plan's id (``planflow.plan``), its code,
+tier, district, level and due date in Vietnam's time (``dd/mm/yyyy HH:MM``, +07:00); the
+district and the plan's instance are related resources. Labels are strings, as Prefect keeps
+them. The resource id stays ``planflow.unit.<code>``; each plan's automations match it and
+their plan's id (``planflow.flows.serve``), so one plan's events never move another plan.
 """
 
 from __future__ import annotations
@@ -13,20 +14,22 @@ import datetime as dt
 
 from prefect.events import emit_event
 
+from planflow.aggregation import GROUP_NAMES, group_of
 from planflow.notifications.vn_format import short_datetime
 from planflow.unit_labels import district_name, element_name
 
-TIER_OF_GROUP = {"departments": "Sở, ban, ngành", "districts": "UBND cấp huyện", "communes": "UBND cấp xã"}
+PLAN_LABEL = "planflow.plan"  # the label every planflow event's resource carries: the plan's id
 
 
 def unit_resources(plan, code: str, key: str) -> tuple[dict, list[dict]]:
-    """The resource of a unit and its related resources (its district, the plan's instance)."""
+    """The resource of a unit, labelled with its plan's id, and its related resources (its
+    district, the plan's instance)."""
     unit = plan.registry.get(code)
     parent = plan.registry.get(unit.parent) if unit is not None and unit.parent else None
-    tier = next((TIER_OF_GROUP[g] for g in (unit.groups if unit else []) if g in TIER_OF_GROUP), "")
+    tier = GROUP_NAMES.get(group_of(unit), "") if unit is not None else ""
     district = district_name(plan.registry, code) if unit is not None else ""
     resource = {"prefect.resource.id": f"planflow.unit.{code}",
-                "prefect.resource.name": unit.name if unit else code,
+                "prefect.resource.name": unit.name if unit else code, PLAN_LABEL: plan.id,
                 "planflow.unit.code": code, "planflow.unit.tier": tier, "planflow.unit.district": district}
     related = [{"prefect.resource.id": f"planflow.plan.{key}", "prefect.resource.role": "plan",
                 "prefect.resource.name": f"{plan.definition.name[:80]}…" if len(plan.definition.name) > 80

@@ -16,8 +16,8 @@ from planflow import connect, load_plan
 from planflow.plan_versions import years
 from planflow.plan_years import this_year
 from planflow.clock import now_of, real_now
-from planflow.definitions import shipped
 from planflow.flows.runtime import RunRef, engine_for
+from planflow.flows.served_plans import SHIPPED_DEFINITION, served_definition  # noqa: F401
 from planflow.notifications.vn_format import short_datetime
 
 SHIPPED_DEFINITION = "hai-duong-dan-van-2022.yaml"
@@ -29,8 +29,9 @@ class OperatorError(ValueError):
 
 
 def definition_path() -> str:
-    """The definition the deployments run: ``PLANFLOW_DEFINITION``, else the shipped plan."""
-    return os.environ.get("PLANFLOW_DEFINITION") or str(shipped(SHIPPED_DEFINITION))
+    """The definition the current run works for: ``PLANFLOW_DEFINITION`` (a file, or a folder of
+    plans told apart by the run's deployment: ``served_plans``), else the shipped plan."""
+    return served_definition()
 
 
 def instance_key(plan, year: int | None = None) -> str:

@@ -1,15 +1,22 @@
-"""``planflow serve``: the plan's deployments, their schedules and automations, one process.
+"""``planflow serve``: the deployments of every served plan, their schedules and automations, one process.
 
 Against a Prefect server (``PREFECT_API_URL``, and ``PREFECT_API_AUTH_STRING`` when the
-server asks for basic authentication), this registers the deployments — their schedules in
-Asia/Ho_Chi_Minh — creates the automations, and runs the flows they start (Prefect's
-``serve``: no work pool needed). ``prefect.yaml`` declares the same deployments for
-``prefect deploy --all`` with a process work pool and a worker.
+server asks for basic authentication), this registers each plan's deployments — their
+schedules in Asia/Ho_Chi_Minh — creates its automations, and runs the flows they start
+(Prefect's ``serve``: no work pool needed). ``prefect.yaml`` declares the same deployments
+for ``prefect deploy --all`` with a process work pool and a worker.
 
-The definition and the store are fixed here, not given by callers: ``serve`` puts them in
+Many plans, one server: ``serve`` takes a definition or a folder of them
+(``planflow.flows.served_plans``). Every plan has one deployment per flow, named by the plan's
+id (``plan-cycle/hai-duong-dan-van-2022``), tagged with it, and with its own parameter
+schema (the operator forms list that plan's units, steps, decisions and criteria); its
+automations carry its id in their names and match only its events (label ``planflow.plan``)
+and its deployments' runs.
+
+The definitions and the store are fixed here, not given by callers: ``serve`` puts them in
 its own environment (``PLANFLOW_DEFINITION``, ``PLANFLOW_DATABASE_URL``), which the runs it
-starts inherit; no deployment has a parameter naming a file, a database or an instance,
-and nothing about the store is sent to the Prefect server.
+starts inherit; a run finds its plan by its deployment's name. No deployment has a parameter
+naming a file, a database or an instance, and nothing about the store is sent to the server.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from pathlib import Path
 
 from planflow import load_plan
 from planflow.flows import operations as ops
+from planflow.flows.events import PLAN_LABEL
+from planflow.flows.served_plans import configured_path, plan_files
 
 
 def sweep_cron(plan) -> str:
@@ -30,80 +39,111 @@ def sweep_cron(plan) -> str:
     return f"{opening.minute} {opening.hour} * * *"
 
 
+# role -> the flow it runs (planflow.flows.operations:<function>), as declared here and in
+# prefect.yaml; every plan has one deployment per role, named by the plan's id
+DEPLOYMENT_ENTRYPOINTS = {
+    "plan-cycle": "plan_cycle", "deadline-sweep": "daily_deadline_sweep", "advance": "advance",
+    "submit-self-evaluation": "submit_self_evaluation", "review-decision": "review_decision", "revise-report": "revise_report",
+    "retrigger-step": "retrigger_step", "set-replay-clock": "set_replay_clock", "deliver-outbox": "deliver_outbox",
+    "record-incident": "record_incident",
+}
+ENTRYPOINT_MODULE = "planflow.flows.operations"
+
 # a failed or crashed run of these becomes an incident (set-replay-clock, an operator's own
 # setting, does not)
 PLAN_DEPLOYMENTS = ("plan-cycle", "deadline-sweep", "advance", "submit-self-evaluation", "review-decision",
                     "revise-report", "retrigger-step", "deliver-outbox")
+OPERATOR_ROLES = ("submit-self-evaluation", "review-decision", "revise-report", "retrigger-step", "set-replay-clock")
 
 
-async def deployments(definition: str, db_url: str | None = None):
-    """The plan's deployments. None has a parameter naming the definition, the store or the
-    instance: the runs read them from the serving process's environment (:func:`pin_environment`);
-    ``db_url`` is not used here, and never sent to the server."""
+def plan_flows(definition: str) -> dict[str, object]:
+    """Role -> the flow a plan's deployment runs. The operator forms are built from this plan's
+    choices (``operator_actions.build``, as ``operations`` builds them for the run's own plan),
+    so each plan's deployment carries its own parameter schema; the other flows are shared."""
+    from planflow.flows import operator_actions
+    from planflow.flows.operator_forms import choices_of
+
+    built = operator_actions.build(choices_of(str(Path(definition).resolve())))
+    return {role: built[function] if function in built else getattr(ops, function)
+            for role, function in DEPLOYMENT_ENTRYPOINTS.items()}
+
+
+def cycle_parameters(plan) -> dict:
+    """``plan-cycle``'s parameters: the plan's year when its definition fixes one; none for a
+    plan of every year (the schedule starts the year it fires in)."""
+    return {} if plan.every_year else {"year": plan.year}
+
+
+async def deployments(definition: str, db_url: str | None = None) -> dict[str, object]:
+    """Role -> the plan's deployment, named by the plan's id. None has a parameter naming the
+    definition, the store or the instance: the runs read them from the serving process's
+    environment (:func:`pin_environment`); ``db_url`` is not used here, and never sent to the server."""
     from prefect.deployments.runner import EntrypointType
     from prefect.schedules import Cron
 
     plan = load_plan(definition)
+    flows = plan_flows(definition)
     start = plan.definition.main.start
     tz = (start.timer and start.timer.timezone) or plan.definition.timezone
-    tags = ["planflow", plan.id]
-    cycle = [Cron(start.timer.cron, timezone=tz)] if start.timer else []
-    specs = [
-        (ops.plan_cycle, "plan-cycle", {"year": plan.definition.year}, cycle, tags),
-        (ops.daily_deadline_sweep, "deadline-sweep", {}, [Cron(sweep_cron(plan), timezone=tz)], tags),
-        (ops.advance, "advance", {}, [], tags),
-        (ops.submit_self_evaluation, "submit-self-evaluation", {}, [], [*tags, "operator"]),
-        (ops.review_decision, "review-decision", {}, [], [*tags, "operator"]),
-        (ops.revise_report, "revise-report", {}, [], [*tags, "operator"]),
-        (ops.retrigger_step, "retrigger-step", {}, [], [*tags, "operator"]),
-        (ops.set_replay_clock, "set-replay-clock", {}, [], [*tags, "operator"]),
-        (ops.deliver_outbox, "deliver-outbox", {}, [], tags),
-        (ops.record_incident, "record-incident", {}, [], tags),
-    ]
-    # by module path (planflow.flows.operations:...), so the runs import the installed package
-    # enforce_parameter_schema: the server refuses a run whose parameters are not in the form's
-    # lists or limits when it is created, before any worker picks it up
-    return [await flow.ato_deployment(name=name, parameters=parameters, schedules=schedules, tags=t,
-                                      entrypoint_type=EntrypointType.MODULE_PATH, enforce_parameter_schema=True)
-            for flow, name, parameters, schedules, t in specs]
+    schedules = {"plan-cycle": [Cron(start.timer.cron, timezone=tz)] if start.timer else [],
+                 "deadline-sweep": [Cron(sweep_cron(plan), timezone=tz)]}
+    out = {}
+    for role, function in DEPLOYMENT_ENTRYPOINTS.items():
+        # enforce_parameter_schema: the server refuses a run whose parameters are not in the
+        # form's lists or limits when it is created, before any worker picks it up
+        deployment = await flows[role].ato_deployment(
+            name=plan.id, parameters=cycle_parameters(plan) if role == "plan-cycle" else {},
+            schedules=schedules.get(role, []), tags=["planflow", plan.id, *(["operator"] if role in OPERATOR_ROLES else [])],
+            entrypoint_type=EntrypointType.MODULE_PATH, enforce_parameter_schema=True)
+        # by module path, so the runs import the installed package and build the forms of
+        # their own plan (``operations.__getattr__``), whichever plan built this flow
+        deployment.entrypoint = f"{ENTRYPOINT_MODULE}.{function}"
+        out[role] = deployment
+    return out
 
 
 def pin_environment(definition: str, db_url: str | None) -> None:
-    """Fix where the served runs work: the definition (absolute path), the store, the outbox.
-    Call before the flows are looked up (the form is built from this definition)."""
+    """Fix where the served runs work: the definition or folder of definitions (absolute
+    path), the store, the outbox."""
     os.environ["PLANFLOW_DEFINITION"] = str(Path(definition).resolve())
     if db_url:
         os.environ["PLANFLOW_DATABASE_URL"] = db_url
     os.environ.setdefault("PLANFLOW_OUTBOX_DIR", str(Path.cwd() / "out" / "outbox"))
 
 
-async def ensure_automations(ids: dict[str, object]) -> list[str]:
-    """Create (or replace) the automations that tie events to deployments; return their names."""
+def automation_name(plan_id: str, what: str) -> str:
+    return f"planflow {plan_id}: {what}"
+
+
+def plan_automations(plan_id: str, ids: dict[str, object]) -> list:
+    """The automations of one plan: its events (resource label ``planflow.plan``) and its
+    deployments' runs start its own deployments."""
     from prefect.automations import Automation
     from prefect.events.actions import RunDeployment
     from prefect.events.schemas.automations import EventTrigger, Posture
 
-    wanted = [
+    unit_of_plan = {"prefect.resource.id": "planflow.unit.*", PLAN_LABEL: plan_id}
+    return [
         Automation(
-            name="planflow: báo cáo đã gửi → chuyển tiếp",
+            name=automation_name(plan_id, "báo cáo đã gửi → chuyển tiếp"),
             description="A unit's submission (or a review decision) moves the plan instance on.",
-            trigger=EventTrigger(expect={"planflow.unit.submitted"}, match={"prefect.resource.id": "planflow.unit.*"},
+            trigger=EventTrigger(expect={"planflow.unit.submitted"}, match=unit_of_plan,
                                  posture=Posture.Reactive, threshold=1),
             actions=[RunDeployment(source="selected", deployment_id=ids["advance"])],
         ),
         Automation(
-            name="planflow: đơn vị quá hạn → gửi thông báo",
+            name=automation_name(plan_id, "đơn vị quá hạn → gửi thông báo"),
             description="Overdue units (escalations recorded by a sweep): deliver their letters now — one "
                         "delivery run for a sweep's burst of events, not one per unit.",
             # a sweep emits one event per escalation (hundreds at once) after queueing all their
             # letters; one deliver-outbox run sends them all, so fire on the first event and
             # ignore the rest of the burst (a reactive trigger waits out `within` after firing)
-            trigger=EventTrigger(expect={"planflow.unit.overdue"}, match={"prefect.resource.id": "planflow.unit.*"},
+            trigger=EventTrigger(expect={"planflow.unit.overdue"}, match=unit_of_plan,
                                  posture=Posture.Reactive, threshold=1, within=dt.timedelta(minutes=2)),
             actions=[RunDeployment(source="selected", deployment_id=ids["deliver-outbox"])],
         ),
         Automation(
-            name="planflow: lần chạy thất bại → sự cố",
+            name=automation_name(plan_id, "lần chạy thất bại → sự cố"),
             # Prefect names a state-change event after the state's *name*: a run that refused an
             # operator's input ends FAILED-type but named "Từ chối" (prefect.flow-run.Từ chối), so
             # an input mistake writes no incident letter (planflow.flows.outcome)
@@ -118,8 +158,14 @@ async def ensure_automations(ids: dict[str, object]) -> list[str]:
                 "message": "{{ flow_run.state.message }}", "step": "{{ flow.name }}"})],
         ),
     ]
+
+
+async def ensure_automations(plan_id: str, ids: dict[str, object]) -> list[str]:
+    """Create (or replace) one plan's automations; return their names."""
+    from prefect.automations import Automation
+
     names = []
-    for automation in wanted:
+    for automation in plan_automations(plan_id, ids):
         try:
             existing = await Automation.aread(name=automation.name)
         except ValueError:
@@ -131,34 +177,19 @@ async def ensure_automations(ids: dict[str, object]) -> list[str]:
     return names
 
 
-# deployment name -> the flow it runs (planflow.flows.operations:<name>), as declared here
-# and in prefect.yaml
-DEPLOYMENT_ENTRYPOINTS = {
-    "plan-cycle": "plan_cycle", "deadline-sweep": "daily_deadline_sweep", "advance": "advance",
-    "submit-self-evaluation": "submit_self_evaluation", "review-decision": "review_decision", "revise-report": "revise_report",
-    "retrigger-step": "retrigger_step", "set-replay-clock": "set_replay_clock", "deliver-outbox": "deliver_outbox",
-    "record-incident": "record_incident",
-}
-
-
-def deployment_flows() -> dict[str, object]:
-    """Deployment name -> its flow (looked up when asked: ``submit_self_evaluation``'s form
-    reads the plan)."""
-    return {name: getattr(ops, function) for name, function in DEPLOYMENT_ENTRYPOINTS.items()}
-
-
-async def deployment_ids() -> dict[str, object]:
-    """The ids of the plan's deployments on the server (``prefect deploy --all`` made them)."""
+async def deployment_ids(definition: str) -> dict[str, object]:
+    """Role -> the id of a plan's deployment on the server (``prefect deploy --all`` made them)."""
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
+    plan_id = load_plan(definition).id
     ids, missing = {}, []
     async with get_client() as client:
-        for name, flow in deployment_flows().items():
+        for role, flow in plan_flows(definition).items():
             try:
-                ids[name] = (await client.read_deployment_by_name(f"{flow.name}/{name}")).id
+                ids[role] = (await client.read_deployment_by_name(f"{flow.name}/{plan_id}")).id
             except ObjectNotFound:
-                missing.append(f"{flow.name}/{name}")
+                missing.append(f"{flow.name}/{plan_id}")
     if missing:
         raise LookupError(f"deployment(s) {', '.join(missing)} not found on the server: "
                           "run `prefect deploy --all` (prefect.yaml) first")
@@ -166,23 +197,31 @@ async def deployment_ids() -> dict[str, object]:
 
 
 async def register_automations() -> list[str]:
-    """The automations alone, for deployments made by ``prefect deploy --all``."""
-    return await ensure_automations(await deployment_ids())
+    """The automations alone, for deployments made by ``prefect deploy --all``: of every plan
+    ``PLANFLOW_DEFINITION`` names (a definition or a folder; default the shipped plan)."""
+    names = []
+    for path in plan_files(configured_path()):
+        names += await ensure_automations(load_plan(path).id, await deployment_ids(str(path)))
+    return names
 
 
-async def register(definition: str):
-    """Register the deployments and automations; return (deployments, ids)."""
-    deps = await deployments(definition)
-    ids = {}
-    for d in deps:
-        ids[d.name] = await d.aapply()
-    await ensure_automations(ids)
+async def register(definitions: str):
+    """Register the deployments and automations of every plan of ``definitions`` (a file or a
+    folder); return (deployments, plan id -> role -> deployment id)."""
+    deps, ids = [], {}
+    for path in plan_files(definitions):
+        plan_deps = await deployments(str(path))
+        plan_ids = {role: await d.aapply() for role, d in plan_deps.items()}
+        plan_id = next(iter(plan_deps.values())).name
+        await ensure_automations(plan_id, plan_ids)
+        deps += plan_deps.values()
+        ids[plan_id] = plan_ids
     return deps, ids
 
 
-async def serve(definition: str, db_url: str | None) -> None:
+async def serve(definitions: str, db_url: str | None) -> None:
     from prefect import aserve
 
-    pin_environment(definition, db_url)
-    deps, _ = await register(definition)
+    pin_environment(definitions, db_url)
+    deps, _ = await register(definitions)
     await aserve(*deps, print_starting_message=True)

@@ -128,3 +128,17 @@ def test_operator_actions_say_who_what_why_when(year):
     assert [r["Lúc"] for r in views["end"].actions if r["Việc"] == "Sở Nội vụ bổ sung, hoàn thiện báo cáo"] == [
         "22/12/2022 09:00"]
     assert reviews[0]["Lúc"] == "20/12/2022 09:00" and reviews[0]["Lý do / ý kiến"].startswith("Bổ sung")
+
+
+def test_artifact_keys_carry_the_plan_and_the_year():
+    """Two plans on one server, two years of one plan: each instance's artifacts have keys of
+    their own, as Prefect takes them (lower-case letters, digits, dashes)."""
+    import re
+
+    from planflow.flows.artifacts import artifact_key
+
+    instances = ("hai-duong-dan-van-2022/2022", "thu-nghiem-dan-van-2022/2022", "hai-phong-dan-van/2026",
+                 "hai-phong-dan-van/2027")
+    keys = [artifact_key(key, "progress") for key in instances]
+    assert keys[0] == "hai-duong-dan-van-2022-2022-progress" and keys[3] == "hai-phong-dan-van-2027-progress"
+    assert len(set(keys)) == len(keys) and all(re.fullmatch(r"[a-z0-9-]+", k) for k in keys)

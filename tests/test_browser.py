@@ -44,7 +44,8 @@ from tests.conftest import PG_ADMIN, REPO, _pg_available
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = REPO / "test-output" / "browser"
 BIN = Path(sys.executable).parent
-KEY = "hai-duong-dan-van-2022/2022"
+PLAN_ID = "hai-duong-dan-van-2022"  # every deployment of the plan is named by it
+KEY = f"{PLAN_ID}/2022"
 OPERATOR = "so-noi-vu:nguyen-van-a"
 SUBMITTER = "so-y-te:pham-van-d"
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -249,8 +250,12 @@ def served(prefect_server, mailbox, tmp_path):
             return ready and (deployments, automations)
 
         deployments, automations = prefect_server.wait_for("10 deployments and 3 automations", registered, 90)
+        assert {d["name"] for d in deployments} == {PLAN_ID}
+        assert all(a["name"].startswith(f"planflow {PLAN_ID}: ") for a in automations)
+        flows = {f["id"]: f["name"] for f in prefect_server.post("/flows/filter", {})}
         yield {"server": prefect_server, "store": store, "outbox": outbox, "log": log_path, "env": env,
-               "mailbox": mailbox[0], "deployments": {d["name"]: d for d in deployments}, "automations": automations}
+               "mailbox": mailbox[0], "deployments": {flows[d["flow_id"]]: d for d in deployments},
+               "automations": automations}
     finally:
         _stop(proc, "planflow serve")
 
@@ -299,7 +304,7 @@ def _pick(page, label: str, option: str) -> None:
 def _replay_clock(served, day: str, time_: str) -> None:
     """The operator moves the replay clock of the 2022 instance (the first time: starts it):
     a date and a time in Vietnam's time."""
-    run_id = _deployment_run(served, "set-replay-clock/set-replay-clock", day=day, time=time_, actor=OPERATOR,
+    run_id = _deployment_run(served, f"set-replay-clock/{PLAN_ID}", day=day, time=time_, actor=OPERATOR,
                              reason="Chạy lại Kế hoạch năm 2022")
     run = served["server"].wait_run(run_id, 60)
     assert run["state"]["type"] == "COMPLETED", (run["state"], _tail(served["log"]))
@@ -317,7 +322,7 @@ def _nothing_for_callers_to_choose(served, tmp_path: Path) -> None:
 
     assert httpx.get(f"{server.api}/deployments/{served['deployments']['advance']['id']}", timeout=10).status_code == 401
     attack = tmp_path / "attack.db"
-    done = _cli_run(served, "advance/advance", definition="/etc/passwd", db_url=f"sqlite:///{attack}", instance=KEY)
+    done = _cli_run(served, f"advance/{PLAN_ID}", definition="/etc/passwd", db_url=f"sqlite:///{attack}", instance=KEY)
     if done.returncode == 0:  # the server took the run: its flow refuses parameters it does not have
         run = server.wait_run(re.search(r"UUID: ([0-9a-f-]{36})", done.stdout).group(1), 60)
         assert run["state"]["type"] in ("FAILED", "CRASHED"), run["state"]
@@ -348,7 +353,7 @@ def _year_runs_on_the_api(served, tmp_path) -> dict:
     _nothing_for_callers_to_choose(served, tmp_path)
 
     _replay_clock(served, "2022-03-15", "08:00")
-    cycle_id = _deployment_run(served, "plan-cycle/plan-cycle")
+    cycle_id = _deployment_run(served, f"plan-cycle/{PLAN_ID}")
     run = server.wait_run(cycle_id, 120)
     assert run["state"]["type"] == "COMPLETED", (run["state"], _tail(served["log"]))
     assert run["name"] == "Ban hành Kế hoạch 15/03/2022 08:00"
@@ -357,13 +362,13 @@ def _year_runs_on_the_api(served, tmp_path) -> dict:
 
     box.refuse.add(BINH_GIANG)  # the district's mailbox is full: every letter to it is refused
     _replay_clock(served, "2022-12-12", "08:00")
-    sweep_id = _deployment_run(served, "daily-deadline-sweep/deadline-sweep")
+    sweep_id = _deployment_run(served, f"daily-deadline-sweep/{PLAN_ID}")
     sweep = server.wait_run(sweep_id, 150)
     assert sweep["name"] == "Quét hạn 12/12/2022 08:00"
     # the sweep's burst of overdue events starts one delivery run; the letters to Bình Giang
     # fail in the sweep's own delivery or in that run, whichever claims them first
     deliveries = server.wait_for("a deliver-outbox run", lambda: server.flow_runs("deliver-outbox"), 30)
-    assert deliveries[0]["created_by"]["display_value"] == "planflow: đơn vị quá hạn → gửi thông báo"
+    assert deliveries[0]["created_by"]["display_value"] == f"planflow {PLAN_ID}: đơn vị quá hạn → gửi thông báo"
     delivery = server.wait_run(deliveries[0]["id"], 60)
     failed = _query(store, "select element_id, count(*) from outbox where status = 'failed' group by element_id")
     assert failed, _tail(served["log"])
@@ -380,7 +385,7 @@ def _year_runs_on_the_api(served, tmp_path) -> dict:
     incidents = server.wait_for("the record-incident runs", lambda: len(server.flow_runs("record-incident")) == len(red)
                                 and server.flow_runs("record-incident"), 60)
     assert {r["parameters"]["flow_run"] for r in incidents} == {r["name"] for r in red}
-    assert incidents[0]["created_by"]["display_value"] == "planflow: lần chạy thất bại → sự cố"
+    assert incidents[0]["created_by"]["display_value"] == f"planflow {PLAN_ID}: lần chạy thất bại → sự cố"
     for incident in incidents:
         assert server.wait_run(incident["id"], 90)["state"]["type"] == "COMPLETED"
     return {"cycle": cycle_id, "sweep": sweep, "red": red, "failed": dict(failed)}
@@ -391,7 +396,7 @@ def _typo_is_impossible(served) -> None:
     (no run, no worker, no incident)."""
     server = served["server"]
     before = len(server.post("/flow_runs/filter", {}))
-    done = _cli_run(served, "submit-self-evaluation/submit-self-evaluation", unit="so-tu-phapp",
+    done = _cli_run(served, f"submit-self-evaluation/{PLAN_ID}", unit="so-tu-phapp",
                     scores=json.dumps({"g1_1": 1}), actor=SUBMITTER)
     assert done.returncode != 0 and "so-tu-phapp" in done.stdout + done.stderr, done.stdout + done.stderr
     assert len(server.post("/flow_runs/filter", {})) == before
@@ -551,7 +556,7 @@ def test_operator_runs_the_plan_from_the_prefect_ui(served, tmp_path):
 
             # Ban Dân vận's decision, with its reviewer: the closings of 19/12 bring the report
             _replay_clock(served, "2022-12-19", "08:00")
-            closing = server.wait_run(_deployment_run(served, "daily-deadline-sweep/deadline-sweep"), 150)
+            closing = server.wait_run(_deployment_run(served, f"daily-deadline-sweep/{PLAN_ID}"), 150)
             assert closing["name"] == "Quét hạn 19/12/2022 08:00"
             assert _query(store, "select count(*) from work_items where status = 'open' and element_id = 'review'"
                           ) == [(1,)], (closing["state"], _tail(served["log"]))

@@ -733,29 +733,31 @@ def test_operator_forms_offer_the_plans_units_steps_and_decisions_as_lists(plan)
 
 
 def test_prefect_yaml_declares_the_deployments_planflow_serve_registers():
+    """prefect.yaml and ``planflow serve`` (the shipped plan): the same flows, each deployment
+    named by the plan's id, the same parameters, schedules, tags and enforced schemas."""
     import yaml
 
     from planflow.flows import operations
-    from planflow import load_plan
-    from planflow.flows.serve import deployment_flows, sweep_cron
+    from planflow.flows.serve import deployments
     from tests.conftest import PLAN
 
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text(encoding="utf-8"))
     assert spec["pull"] == [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $PLANFLOW_REPO }}"}}]
-    deployments = {d["name"]: d for d in spec["deployments"]}
-    flows = deployment_flows()
-    assert set(deployments) == set(flows)
-    for name, d in deployments.items():
-        path, function = d["entrypoint"].split(":")
-        assert path == "planflow.flows.operations" and getattr(operations, function) is flows[name], name
+    served = {d.entrypoint.rsplit(".", 1)[1]: d for d in run(deployments(str(PLAN))).values()}
+    declared = {d["entrypoint"].split(":")[1]: d for d in spec["deployments"]}
+    assert set(declared) == set(served) and len(declared) == len(spec["deployments"]) == 10
+    for function, d in declared.items():
+        path = d["entrypoint"].split(":")[0]
+        assert path == "planflow.flows.operations" and getattr(operations, function).name == served[function].flow_name
+        assert d["name"] == served[function].name == "hai-duong-dan-van-2022", function
         assert d["work_pool"]["name"] == "planflow"
-        assert set(d.get("parameters") or {}) <= {"year"}, name
-    assert deployments["plan-cycle"]["parameters"]["year"] == 2022
-    assert [(s["cron"], s["timezone"]) for s in deployments["plan-cycle"]["schedules"]] == [
-        ("0 8 15 3 *", "Asia/Ho_Chi_Minh")]
-    assert [(s["cron"], s["timezone"]) for s in deployments["deadline-sweep"]["schedules"]] == [
-        (sweep_cron(load_plan(PLAN)), "Asia/Ho_Chi_Minh")]
-    assert all("schedules" not in d for n, d in deployments.items() if n not in ("plan-cycle", "deadline-sweep"))
+        assert (d.get("parameters") or {}) == served[function].parameters, function
+        assert d["tags"] == served[function].tags, function
+        assert "operator" not in d["tags"] or d.get("enforce_parameter_schema") is True, function
+        assert [(s["cron"], s["timezone"]) for s in d.get("schedules") or []] == [
+            (s.schedule.cron, s.schedule.timezone) for s in served[function].schedules], function
+    assert declared["plan_cycle"]["parameters"] == {"year": 2022}
+    assert [s["cron"] for s in declared["plan_cycle"]["schedules"]] == ["0 8 15 3 *"]
 
 
 # --- what a caller may choose ------------------------------------------------------------
@@ -770,8 +772,8 @@ def test_no_deployed_flow_lets_its_caller_choose_the_file_the_store_or_the_time(
     from tests.conftest import PLAN
 
     monkeypatch.delenv("PLANFLOW_DATABASE_URL", raising=False)
-    deps = {d.name: d for d in run(deployments(str(PLAN)))}
-    assert len(deps) == 10
+    deps = run(deployments(str(PLAN)))
+    assert len(deps) == 10 and {d.name for d in deps.values()} == {"hai-duong-dan-van-2022"}
     for name, d in deps.items():
         schema = d._parameter_openapi_schema.model_dump()  # what the server keeps and the UI renders
         properties = set(schema["properties"])

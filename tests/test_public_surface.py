@@ -37,7 +37,7 @@ ENGINE_METHODS = [
 # what flows/ (Prefect, the CLI) may use of the engine, module by module
 ENGINE_FOR_FLOWS = {
     "planflow": PLANFLOW,
-    "planflow.aggregation": ["GROUP_NAMES"],
+    "planflow.aggregation": ["GROUP_NAMES", "group_of"],
     "planflow.calendar_report": ["calendar_gaps", "year_calendar", "year_lines"],
     "planflow.charts": ["charts_markdown"],
     "planflow.clock": ["ClockError", "now_of", "real_now", "set_replay_clock"],

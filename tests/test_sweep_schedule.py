@@ -28,7 +28,7 @@ def deployed_sweep_schedule():
     from planflow.flows.serve import deployments
 
     deps = asyncio.run(deployments(str(PLAN), "sqlite:///never-opened.db"))
-    schedule = next(d for d in deps if d.name == "deadline-sweep").schedules[0].schedule
+    schedule = deps["deadline-sweep"].schedules[0].schedule
     return schedule.cron, schedule.timezone
 
 
