@@ -88,7 +88,7 @@ async def publish_artifacts(ref: RunRef, as_of: dt.datetime) -> dict:
     when = short_datetime(as_of, tz)
     tables = [("units", view.units, "Từng đơn vị"),
               ("overdue", view.overdue, f"Đơn vị quá hạn ({view.overdue_count})"),
-              ("districts", view.districts, "Tiến độ theo huyện"),
+              *([("districts", view.districts, "Tiến độ theo huyện")] if view.districts else []),  # none: two tiers
               ("stalled", view.stalled, f"Việc cần xử lý ({view.stalled_count})"),
               ("actions", view.actions, "Nhật ký thao tác")]
     for what, table, title in tables:

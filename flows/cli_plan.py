@@ -16,30 +16,58 @@ from rich.table import Table
 from planflow.flows.cli_common import app, db_url, err, fail, out, user_errors
 
 
+YEAR_HELP = "the year of a plan written for every year (default: this year); a plan of a fixed year is that year's"
+
+
 @app.command()
 def validate(definition: Path = typer.Argument(..., help="process definition (YAML)"),
              strict: bool = typer.Option(False, "--strict", help="fail when a year the plan runs in has no "
-                                         "official days-off notice in the calendar data")) -> None:
+                                         "official days-off notice in the calendar data"),
+             year: Optional[int] = typer.Option(None, "--year", help=YEAR_HELP),
+             db: Optional[str] = typer.Option(None, help="the store whose running instances a change may not "
+                                              "reach (default: PLANFLOW_DATABASE_URL, else out/planflow.db if there)")) -> None:
     """Check a definition, its registry, forms, calendar and templates; warn about a year
-    whose days off the calendar does not know from an official notice."""
+    whose days off the calendar does not know from an official notice; name the running
+    instances that keep an earlier version of the definition."""
     from planflow import load_plan
     from planflow.calendar_report import calendar_gaps
 
     try:
-        plan = load_plan(definition)
+        plan = load_plan(definition, year)
     except user_errors() as exc:
         fail(exc)
     d = plan.definition
     # the plan's year (a cycle running on into January is not checked: said in the closing note)
-    gaps = calendar_gaps(plan.calendar, [d.year] if d.year else [])
+    gaps = calendar_gaps(plan.calendar, [d.year])
     for gap in gaps:
         err.print(f"[yellow]{'ERROR' if strict else 'WARNING'}[/yellow] {gap}", highlight=False)
     if strict and gaps:
         raise typer.Exit(1)
     n = len(d.elements) + sum(len(p.elements) for p in d.subprocesses)
-    out.print(f"[green]OK[/green] {definition}: '{d.id}', {n} elements, "
+    every = " (a plan of every year)" if plan.every_year else ""
+    out.print(f"[green]OK[/green] {definition}: '{d.id}', year {d.year}{every}, {n} elements, "
               f"{len(d.subprocesses)} sub-process(es), {len(plan.registry.units)} units, "
               f"forms {', '.join(plan.forms)}", highlight=False)
+    _say_behind(plan, db)
+
+
+def _say_behind(plan, db: Optional[str]) -> None:
+    """The running instances of this plan that keep the version they started with."""
+    from planflow import StoreError, connect
+    from planflow.plan_versions import behind
+
+    url = db_url(db)
+    if not db and url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return
+    try:
+        kept = behind(connect(url, create=False), plan)
+    except StoreError as exc:
+        err.print(f"[yellow]WARNING[/yellow] running instances not checked: {exc}", highlight=False)
+        return
+    for b in kept:
+        err.print(f"[yellow]NOTE[/yellow] instance {b.key} (started {b.started_at:%Y-%m-%d}) runs version "
+                  f"{b.digest} of the definition, this file is {plan.digest}: this change does not reach it "
+                  "(it reaches the next year's instance; to move it, `planflow migrate`)", highlight=False)
 
 
 @app.command()
@@ -48,6 +76,7 @@ def simulate(
     scenario: Optional[Path] = typer.Option(None, help="unit behaviour (default: definitions/scenarios/<registry>.yaml)"),
     out_dir: Path = typer.Option(Path("out"), "--out", help="where summary.json, report.md and the outbox go"),
     db: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the engine's store (default: sqlite in --out)"),
+    year: Optional[int] = typer.Option(None, "--year", help=YEAR_HELP),
 ) -> None:
     """Run a whole plan year in simulated time through Prefect (its own API server, unless
     PREFECT_API_URL names one)."""
@@ -57,7 +86,7 @@ def simulate(
     from planflow.simulation import SimulationStuck
 
     try:  # refuse a broken plan or scenario before anything is written
-        plan = load_plan(definition)
+        plan = load_plan(definition, year)
         load_scenario(scenario or default_scenario(plan), plan)
     except user_errors() as exc:
         fail(exc)
@@ -73,7 +102,7 @@ def simulate(
         with own_api_server() if own_server else contextlib.nullcontext():
             from planflow.flows.simulate import run_simulation  # imports Prefect: after its API is set
 
-            result = asyncio.run(run_simulation(definition, scenario, out_dir, db_url(db, out_dir)))
+            result = asyncio.run(run_simulation(definition, scenario, out_dir, db_url(db, out_dir), plan.year))
     except (*user_errors(), SimulationStuck, ServerError) as exc:
         fail(exc)
     _print_summary(result.summary)
@@ -113,12 +142,12 @@ def _print_summary(summary: dict) -> None:
 
     units = summary["units"].values()
     statuses = ("on_time", "late", "missing")
-    classes = ("Tốt", "Khá", "Trung bình", "Yếu")
+    classes = summary.get("classes") or ("Tốt", "Khá", "Trung bình", "Yếu")
     table = Table(title=f"{summary['definition']} — {summary['status']}")
     table.add_column("Cấp")
     for col in (*(REPORT[s] for s in statuses), *classes, "Không xếp loại"):
         table.add_column(col, justify="right")
-    for group, name in GROUP_NAMES.items():
+    for group, name in (summary.get("tiers") or GROUP_NAMES).items():  # the tiers the plan asked
         rows = [u for u in units if u["group"] == group]
         count = lambda key, val: sum(1 for u in rows if u[key] == val)  # noqa: E731
         table.add_row(name, *(str(count("status", s)) for s in statuses),

@@ -75,8 +75,10 @@ def channel_for(ref: RunRef):
 
 
 def _sender(plan) -> str:
-    coordinator = (plan.registry.group("coordinators") or [None])[0]
-    return os.environ.get("PLANFLOW_MAIL_FROM") or (coordinator.email if coordinator else "planflow@localhost")
+    """The envelope sender: ``PLANFLOW_MAIL_FROM``, else the plan's coordinator (who aggregates)."""
+    body = letters.coordinator(plan)
+    return os.environ.get("PLANFLOW_MAIL_FROM") or (body.email if body is not None and body.email
+                                                    else "planflow@localhost")
 
 
 def _address(plan, row, context: dict) -> str:

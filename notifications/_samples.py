@@ -56,6 +56,18 @@ PLAN = {
         "UBND các huyện, thành phố, thị xã",
         "Lưu: VT, KGVX",
     ],
+    # the words that depend on the plan (planflow.report.plan_words): a city's read "UBND thành
+    # phố", "Thành ủy"
+    "words": {
+        "province_kind": "tinh", "level": "tỉnh", "ubnd": "UBND tỉnh", "party": "Tỉnh ủy",
+        "province": "Hải Dương", "party_body": "Tỉnh ủy Hải Dương", "issuer": "UBND tỉnh Hải Dương",
+        "coordinator": "Sở Nội vụ", "reviewers": ["Ban Dân vận Tỉnh ủy"],
+        "report_to": ["Tỉnh ủy Hải Dương", "Bộ Nội vụ"],
+        "subject": (
+            "Triển khai thực hiện công tác dân vận của cơ quan hành chính nhà nước, "
+            "chính quyền các cấp năm 2022 trên địa bàn tỉnh Hải Dương"
+        ),
+    },
 }
 
 SENDER = {"code": "so-noi-vu", "name": "Sở Nội vụ", "head": "Giám đốc Sở Nội vụ",

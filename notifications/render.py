@@ -14,7 +14,11 @@ Every kind gets ``plan``, ``recipient``, ``sent_at`` and ``sender``:
 * ``plan``: ``kind`` (e.g. "KẾ HOẠCH"), ``title`` (the trích yếu, without the kind: "Triển
   khai thực hiện …"), ``number`` (str/int or None -> "…/KH-UBND"), ``issued_on`` (date or
   None), ``issuer``, ``place``, ``signer`` {``line1``, ``line2``, ``name``}, ``basis``,
-  ``tasks`` (list of str), ``recipients`` (list of str, Nơi nhận);
+  ``tasks`` (list of str), ``recipients`` (list of str, Nơi nhận), ``words`` (what depends on
+  the plan, from its registry's root and its definition: ``level`` "tỉnh" | "thành phố",
+  ``ubnd`` "UBND tỉnh" | "UBND thành phố", ``party`` "Tỉnh ủy" | "Thành ủy", ``province``
+  (its name or None), ``party_body`` ("Thành ủy Hải Phòng"), ``issuer``, ``coordinator`` (who
+  aggregates), ``reviewers`` and ``report_to`` (names), ``subject`` (the plan's trích yếu));
 * ``recipient``: ``code``, ``name``, ``head`` (or None), ``email``;
 * ``sent_at``: tz-aware datetime; ``sender``: the body that signs the letter, {``name``}
   and, for a body of the registry, ``code``, ``head``, ``email`` (the e-mail's From).

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from sqlalchemy import select
 
 from planflow import store as s
-from planflow.report import report_subject
+from planflow.report import aggregator, report_subject
 
 # the tiers of units, in the order every table lists them, with the names people read
 GROUP_NAMES = {"department": "Sở, ban, ngành", "district": "UBND cấp huyện", "commune": "UBND cấp xã"}
@@ -38,13 +38,25 @@ class UnitResult:
     entered_by: str | None = None  # the operator who entered it
 
 
+# the registry ``kind`` of the units of a tier; any other kind is a department (sở, ban, ngành)
+TIER_OF_KIND = {"ubnd-cap-huyen": "district", "ubnd-cap-xa": "commune"}
+
+
 def group_of(unit) -> str:
-    groups = set(unit.groups)
-    if "communes" in groups:
-        return "commune"
-    if "districts" in groups:
-        return "district"
-    return "department"
+    """The tier of a registry unit (``department`` | ``district`` | ``commune``), from its
+    ``kind``: ``ubnd-cap-huyen`` a district, ``ubnd-cap-xa`` a commune, anything else a
+    department. Every caller asks this one function."""
+    return TIER_OF_KIND.get(unit.kind, "department")
+
+
+def commune_district(registry, unit, scope_unit: str | None = None) -> str | None:
+    """The district a commune belongs to: the unit its sub-process runs for, else its parent,
+    when that is a district; None in a plan without a district tier (a commune under the
+    province or city itself) and for any unit that is not a commune."""
+    if group_of(unit) != "commune":
+        return None
+    parent = registry.get(scope_unit or unit.parent or "")
+    return parent.code if parent is not None and group_of(parent) == "district" else None
 
 
 def unit_results(conn, plan, instance_ids: list[int]) -> list[UnitResult]:
@@ -71,10 +83,8 @@ def unit_results(conn, plan, instance_ids: list[int]) -> list[UnitResult]:
         form = plan.forms[plan.definition.process(r.process_id).element(r.element_id).form]
         status = {"open": "open", "missing": "missing"}.get(r.status) or ("late" if r.late else "on_time")
         score = r.total if status in ("on_time", "late") else None
-        group = group_of(unit)
         out.append(UnitResult(
-            code=code, name=unit.name, group=group,
-            district=(r.scope_unit or unit.parent) if group == "commune" else None,
+            code=code, name=unit.name, group=group_of(unit), district=commune_district(plan.registry, unit, r.scope_unit),
             element=r.element_id, due_at=r.due_at, submitted_at=r.submitted_at, status=status,
             score=score, classification=form.classify(score) if status != "open" else "",
             document_number=r.document_number, document_date=r.document_date,
@@ -105,6 +115,17 @@ def summarize(results: list[UnitResult], form) -> dict:
             "average": round(sum(scored) / len(scored), 2) if scored else None}
 
 
+def maker_of(conn, plan, instance_id: int) -> str | None:
+    """The code of the body that aggregates in this instance (``report.aggregator`` of its
+    process: Sở Nội vụ, or a district for its communes)."""
+    inst = conn.execute(select(s.instances.c.process_id, s.instances.c.scope_unit)
+                        .where(s.instances.c.id == instance_id)).first()
+    if inst is None:
+        return None
+    unit = aggregator(plan, inst.process_id, inst.scope_unit)
+    return unit.code if unit is not None else None
+
+
 def build(conn, plan, instance_ids: list[int], round_: int, as_of: dt.datetime) -> dict:
     """The aggregate report's data: units by tier, communes rolled up into their district."""
     results = unit_results(conn, plan, instance_ids)
@@ -117,8 +138,10 @@ def build(conn, plan, instance_ids: list[int], round_: int, as_of: dt.datetime) 
     for d in by_group["district"]:
         communes = communes_of.get(d.code, [])
         districts.append({**_row(d), "communes": summarize(communes, form)})
-    known = {d.code for d in by_group["district"]}
-    # a commune with no district (a plan after 1/7/2025 has no district tier) stays a commune
+    maker = maker_of(conn, plan, instance_ids[0])
+    known = {d.code for d in by_group["district"]} | {maker}
+    # a commune with no district (a plan after 1/7/2025 has no district tier) stays a commune,
+    # as do the communes of the district that makes this report (its own, listed one by one)
     orphans = sorted({r.district for r in by_group["commune"]
                       if r.district not in known and plan.registry.get(r.district) is not None})
     for code in orphans:  # a district whose own task never opened still rolls up its communes
@@ -129,6 +152,7 @@ def build(conn, plan, instance_ids: list[int], round_: int, as_of: dt.datetime) 
     return {
         "round": round_,
         "as_of": as_of.isoformat(),
+        "maker": maker,  # who aggregated: its report's heading
         "subject": report_subject(plan),  # trích yếu (issue 12)
         "form": form.id,
         "total": summarize(results, form),

@@ -23,6 +23,7 @@ SCORE_FORMAT = "0.00"  # shown with the reader's decimal sign (a comma in a Viet
 _FIXED = [("STT", 6), ("Mã đơn vị", 30), ("Đơn vị", 34), ("Thuộc đơn vị cấp huyện", 28),
           ("Hạn báo cáo (giờ Việt Nam, UTC+07:00)", 20), ("Thời điểm báo cáo (giờ Việt Nam, UTC+07:00)", 20),
           ("Tình trạng", 16), ("Văn bản giấy", 22)]
+DISTRICT_COLUMN = 3  # "Thuộc đơn vị cấp huyện": left out in a plan without a district tier
 
 
 def criteria_form(plan):
@@ -72,14 +73,15 @@ def unit_values(plan, r: dict, n: int, scores: dict, items: list, tz) -> list:
             *[item_score(i, r, own) for i in items], r.get("score"), r.get("classification") or None]
 
 
-def tier_sheet(wb, plan, title: str, rows: list[dict], scores: dict, tz) -> None:
+def tier_sheet(wb, plan, title: str, rows: list[dict], scores: dict, tz, districts: bool = True) -> None:
     from openpyxl.styles import Alignment, Font
     from openpyxl.utils import get_column_letter
 
     form = criteria_form(plan)
     items = list(form.items.values())
     ws = wb.create_sheet(title[:31])
-    header = [*(_FIXED), *((f"{i.code}. {i.title} (tối đa {i.max:g})", 12) for i in items),
+    fixed = _FIXED if districts else [c for i, c in enumerate(_FIXED) if i != DISTRICT_COLUMN]
+    header = [*fixed, *((f"{i.code}. {i.title} (tối đa {i.max:g})", 12) for i in items),
               (f"Tổng điểm (tối đa {form.scale_max:g})" if form.scale_max else "Tổng điểm", 12), ("Xếp loại", 26)]
     ws.append([name for name, _ in header])
     for i, (_, width) in enumerate(header, start=1):
@@ -88,10 +90,12 @@ def tier_sheet(wb, plan, title: str, rows: list[dict], scores: dict, tz) -> None
         cell.font = Font(bold=True)
         cell.alignment = Alignment(wrap_text=True, vertical="center", horizontal="center")
     ws.row_dimensions[1].height = 75
-    first_score = len(_FIXED) + 1
+    first_score = len(fixed) + 1
+    times = (len(fixed) - 3, len(fixed) - 2)  # due, reported: before status and paper document
     for n, r in enumerate(rows, start=1):
-        ws.append(unit_values(plan, r, n, scores, items, tz))
-        for col in (5, 6):
+        values = unit_values(plan, r, n, scores, items, tz)
+        ws.append(values if districts else [v for i, v in enumerate(values) if i != DISTRICT_COLUMN])
+        for col in times:
             ws.cell(row=n + 1, column=col).number_format = TIME_FORMAT
         for col in range(first_score, first_score + len(items) + 1):
             ws.cell(row=n + 1, column=col).number_format = SCORE_FORMAT
@@ -113,9 +117,11 @@ def render(plan, data: dict, scores: dict[str, dict], created_at: dt.datetime) -
     wb = Workbook()
     wb.remove(wb.active)
     tz = plan.calendar.tz
-    for group, rows in tier_rows(data).items():
+    tiers = tier_rows(data)
+    districts = bool(tiers["district"]) or any(r.get("district") for r in tiers["commune"])
+    for group, rows in tiers.items():
         if rows:
-            tier_sheet(wb, plan, GROUP_NAMES[group], rows, scores, tz)
+            tier_sheet(wb, plan, GROUP_NAMES[group], rows, scores, tz, districts)
     if not wb.sheetnames:
         wb.create_sheet(GROUP_NAMES[GROUP_ORDER[0]])
     wb.properties.title = f"Phụ lục kết quả đánh giá, {plan.definition.name}"[:250]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from planflow.aggregation import group_of
+from planflow.aggregation import commune_district, group_of
 from planflow.notifications.vn_format import MISSING
 from planflow.status_words import moment_status
-from planflow.unit_labels import district_name
+from planflow.unit_labels import district_name, has_districts
 
 REPORTED = ("on_time", "late")
 
@@ -21,11 +21,16 @@ def is_overdue(unit: dict | None, as_of: dt.datetime) -> bool:
 
 
 def district_rows(registry, codes: list[str], units: dict, as_of: dt.datetime) -> list[dict]:
-    """One row per district asked, in the order of ``codes``; a row saying none otherwise."""
+    """One row per district asked, in the order of ``codes``; a row saying none while a plan
+    with districts has none asked; no row at all in a plan without a district tier (no unit
+    asked is a district or belongs to one)."""
+    if not has_districts(registry, codes):
+        return []
     communes_of: dict[str, list[str]] = {}
     for c in codes:
-        if group_of(registry.get(c)) == "commune":
-            communes_of.setdefault(registry.get(c).parent, []).append(c)
+        district = commune_district(registry, registry.get(c))
+        if district is not None:
+            communes_of.setdefault(district, []).append(c)
     rows = []
     for code in codes:
         if group_of(registry.get(code)) != "district":

@@ -22,7 +22,7 @@ registry, never from the templates:
 * ``rows_for_chases``: the letters of the reminders and escalations a sweep recorded
   (``escalation.sweep``): a reminder or an overdue notice to the unit, and one letter per
   higher body and signer listing every unit that reached an escalation level;
-* ``rows_for_incident``: an incident, to the coordinators;
+* ``rows_for_incident``: an incident, to the coordinator;
 * ``sender_address``: the From of a letter, the body that signs it.
 """
 
@@ -34,7 +34,8 @@ import hashlib
 from planflow import store as s
 from planflow import units
 from planflow.deadlines import plan_deadline, resolve_due
-from planflow.report import latest_report, report_subject
+from planflow.expressions import review_decision
+from planflow.report import aggregator, issuer_unit, latest_report, plan_words, report_subject
 
 UNIT_LANES = ("unit", "scope")  # lanes whose work each unit of a for_each does itself
 
@@ -44,12 +45,15 @@ def unit_context(unit) -> dict:
 
 
 def plan_context(plan) -> dict:
+    """The plan as every letter sees it (``plan``): the document, and ``words``, the words
+    that depend on the plan (``report.plan_words``: "UBND tỉnh" or "UBND thành phố", …)."""
     doc = plan.definition.document
     recipients = plan.registry.group(doc.recipients)
     return {
         "kind": doc.kind, "title": doc.title, "number": doc.number, "issued_on": doc.issued_on,
         "issuer": doc.issuer, "place": doc.place, "basis": doc.basis, "tasks": list(doc.tasks),
         "signer": doc.signer.model_dump(), "recipients": [u.name for u in recipients],
+        "words": plan_words(plan),
     }
 
 
@@ -66,14 +70,10 @@ def sender_address(plan, context: dict, mailbox: str | None = None) -> str | Non
     return f'"{name}" <{address}>' if name else address
 
 
-def _first(plan, group: str):
-    members = plan.registry.group(group)
-    return members[0] if members else None
-
-
 def coordinator(plan):
-    """The body that coordinates the plan (registry group ``coordinators``), else its issuer."""
-    return _first(plan, "coordinators") or _first(plan, "issuer")
+    """The body that coordinates the plan: the one that aggregates (``report.aggregator``:
+    the lane of the main process's ``handler: aggregate`` step), else its issuer."""
+    return aggregator(plan)
 
 
 def reporting_line(plan, unit_code: str | None, scope_unit: str | None) -> dict:
@@ -82,7 +82,7 @@ def reporting_line(plan, unit_code: str | None, scope_unit: str | None) -> dict:
     if scope_unit and unit_code != scope_unit and reg.get(scope_unit) is not None:
         body = reg.get(scope_unit)
         return {"code": body.code, "name": body.name, "via": None}
-    issuer, coord = _first(plan, "issuer"), coordinator(plan)
+    issuer, coord = issuer_unit(plan), coordinator(plan)
     if issuer is not None and coord is not None and issuer.code != coord.code:
         return {"code": issuer.code, "name": issuer.name, "via": coord.name}
     body = coord or issuer
@@ -96,7 +96,7 @@ def chaser(plan, unit_code: str, scope_unit: str | None):
     reg = plan.registry
     if scope_unit and unit_code != scope_unit and reg.get(scope_unit) is not None:
         return reg.get(scope_unit)
-    for body in (coordinator(plan), _first(plan, "issuer")):
+    for body in (coordinator(plan), issuer_unit(plan)):
         if body is not None and body.code != unit_code:
             return body
     return reg.get(unit_code)
@@ -119,7 +119,8 @@ def _report_facts(conn, root_id: int) -> dict:
     data = report.data
     counts = {k: data["total"]["counts"][k] for k in ("expected", "on_time", "late", "missing")}
     results = [{"name": r["name"], "score": r["score"], "classification": r["classification"]}
-               for r in [*data["departments"], *data["districts"]]]
+               for r in [*data["departments"], *data["districts"],
+                         *(c for c in data["communes"] if not c.get("district"))]]  # no district between
     return {"round": data["round"], "counts": counts, "classes": data["total"]["classes"], "results": results}
 
 
@@ -166,19 +167,24 @@ def _dissemination_extra(plan, element, inst, as_of, recipients) -> dict[str, di
             for u in recipients}
 
 
-def _recipients_of(plan, template: str, as_of) -> list[str]:
-    """The names of the bodies the main process's sendTasks of ``template`` write to."""
-    names: list[str] = []
-    for e in plan.definition.main.elements:
-        if e.type == "sendTask" and e.template == template and e.to:
-            names += [u.name for u in units.in_collection(plan, e.to, None, as_of) if u.name not in names]
-    return names
-
-
 def _report_bodies(plan, as_of) -> dict:
     """The aggregate report's trích yếu, whom it goes to and who reviews it (from the definition)."""
-    return {"report_name": report_subject(plan), "report_to": _recipients_of(plan, "report-upward", as_of),
-            "reviewers": _recipients_of(plan, "review-request", as_of)}
+    words = plan_words(plan, as_of)
+    return {"report_name": report_subject(plan), "report_to": words["report_to"], "reviewers": words["reviewers"]}
+
+
+def _review_said(plan, variables: dict) -> dict:
+    """What the review decided, for the review-result letter: ``decision`` "return" when the
+    answer sends the report back, else "approve" (what the templates test), the choice's label
+    as the form words it, the comment (the form's text field) and the round."""
+    spec = review_decision(plan)
+    if spec is None:
+        return {}
+    answer = variables.get(spec.variable) or {} if spec.variable else {}
+    return {"decision": "return" if spec.returned(answer) else "approve",
+            "decision_label": spec.label(answer.get(spec.field)),
+            "comment": answer.get(spec.comment) if spec.comment else None,
+            "round": answer.get("round", 0)}
 
 
 def rows_for_send(ctx) -> list[dict]:
@@ -194,7 +200,7 @@ def rows_for_send(ctx) -> list[dict]:
     extra: dict = {}
     per_unit: dict[str, dict] = {}
     if kind == "dissemination":
-        issuer = _first(plan, "issuer")
+        issuer = issuer_unit(plan)
         extra = {"issued_here": sender is not None and issuer is not None and sender.code == issuer.code}
         per_unit = _dissemination_extra(plan, element, inst, ctx.as_of, recipients)
     elif kind in ("review-request", "publication", "report-upward"):
@@ -202,9 +208,7 @@ def rows_for_send(ctx) -> list[dict]:
         extra = {"round": facts["round"], "counts": facts["counts"], "classes": facts["classes"],
                  "results": facts["results"], **_report_bodies(plan, ctx.as_of)}
     elif kind == "review-result":
-        review = (inst.variables or {}).get("review") or {}
-        extra = {"decision": review.get("decision"), "comment": review.get("comment"),
-                 "round": review.get("round", 0), **_report_bodies(plan, ctx.as_of)}
+        extra = {**_review_said(plan, inst.variables or {}), **_report_bodies(plan, ctx.as_of)}
     rows = []
     for unit in recipients:
         rows.append({
@@ -217,12 +221,12 @@ def rows_for_send(ctx) -> list[dict]:
 
 
 def rows_for_incident(plan, root_id: int | None, incident: dict, as_of) -> list[dict]:
-    """One outbox row per coordinator for an incident (a failed or crashed run)."""
+    """An outbox row to the plan's coordinator for an incident (a failed or crashed run)."""
     return [{
         "key": f"incident:{incident['flow_run']}:{incident['state']}:{u.code}", "instance_id": root_id or 0,
         "element_id": incident["step"], "unit_code": None, "recipient": u.code, "kind": "incident", "level": 0,
         "context": {"recipient": unit_context(u), "sent_at": as_of, "sender": {"name": "planflow"},
-                    "incident": incident}} for u in plan.registry.group("coordinators")]
+                    "incident": incident}} for u in [coordinator(plan)] if u is not None]
 
 
 def rows_for_chases(plan, recorded: list[tuple], as_of) -> list[dict]:

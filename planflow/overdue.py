@@ -10,7 +10,7 @@ from planflow.aggregation import GROUP_ORDER
 from planflow.district_progress import is_overdue
 from planflow.notifications.vn_format import MISSING, short_datetime
 from planflow.status_words import moment_status
-from planflow.unit_labels import district_name, element_name
+from planflow.unit_labels import district_name, element_name, has_districts
 from planflow.units_table import level_text
 
 
@@ -30,5 +30,8 @@ def overdue_rows(plan, codes: list[str], units: dict, as_of: dt.datetime) -> lis
              "Tình trạng": moment_status(units[c]["status"], units[c]["due"], as_of),
              "Đôn đốc": level_text(units[c]["escalation_level"]), "Hạn": short_datetime(units[c]["due"]),
              "Bước": element_name(plan, units[c].get("element"))} for c in late]
-    return rows or [{"Đơn vị": "Không có đơn vị quá hạn", "Huyện": MISSING, "Tình trạng": MISSING,
+    rows = rows or [{"Đơn vị": "Không có đơn vị quá hạn", "Huyện": MISSING, "Tình trạng": MISSING,
                      "Đôn đốc": MISSING, "Hạn": MISSING, "Bước": MISSING}]
+    if not has_districts(reg, codes):  # a plan with no district tier: no "Huyện" column
+        rows = [{k: v for k, v in row.items() if k != "Huyện"} for row in rows]
+    return rows

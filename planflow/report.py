@@ -16,29 +16,44 @@ from sqlalchemy import func, select
 
 from planflow import store as s
 from planflow import audit
+from planflow.deadlines import cycle_start
 from planflow.notifications.vn_format import MISSING, short_datetime, vn_date, vn_number
+from planflow.registry_sources import PROVINCE_WORD
 from planflow.status_words import report_status
+from planflow.units import in_collection
 
-_ENV = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-    undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, autoescape=False)
+REPORT_TEMPLATE = "aggregate-report.md.j2"
+PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _environment(template_dir) -> jinja2.Environment:
+    """The report's templates: the plan's ``templates:`` folder first (its own
+    ``aggregate-report.md.j2`` wins), then planflow's."""
+    search = [str(template_dir)] if template_dir is not None else []
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader([*search, str(PACKAGE_TEMPLATES)], encoding="utf-8"),
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, autoescape=False)
 
 
 def render_markdown(plan, data: dict, comment: str | None = None) -> str:
-    """The report of ``aggregation.build``'s data; ``comment``: Ban Dân vận's, when it sent
-    the previous round back."""
+    """The report of ``aggregation.build``'s data; ``comment``: the reviewers', when they sent
+    the previous round back. Its maker is ``data["maker"]`` (the body that aggregated: a
+    district for its own communes), else the plan's aggregator."""
     tz = plan.calendar.tz
-    env = _ENV.overlay()
-    env.filters["score"] = lambda v: vn_number(v, digits=None)
-    env.filters["when"] = lambda v: moment(v, tz)
-    env.filters["status_vi"] = report_status
-    env.filters["day"] = lambda v: dt.date.fromisoformat(v).strftime("%d/%m/%Y") if v else "—"
+    key = ("report_env", plan.template_dir)
+    env = plan.memo.get(key)
+    if env is None:
+        env = plan.memo[key] = _environment(plan.template_dir)
+        env.filters["score"] = lambda v: vn_number(v, digits=None)
+        env.filters["when"] = lambda v: moment(v, tz)
+        env.filters["status_vi"] = report_status
+        env.filters["day"] = lambda v: dt.date.fromisoformat(v).strftime("%d/%m/%Y") if v else "—"
     as_of = dt.datetime.fromisoformat(data["as_of"]).astimezone(tz)
-    return env.get_template("aggregate-report.md.j2").render(
+    return env.get_template(REPORT_TEMPLATE).render(
         plan=plan.definition, doc=plan.definition.document, data=data, comment=comment,
-        day=vn_date(as_of.date(), pad_month=True), registry=plan.registry, bodies=report_bodies(plan),
-        subject=data.get("subject") or report_subject(plan),
-        reference=plan_reference(plan))
+        day=vn_date(as_of.date(), pad_month=True), registry=plan.registry,
+        bodies=report_bodies(plan, data.get("maker"), as_of), words=plan_words(plan, as_of),
+        subject=data.get("subject") or report_subject(plan), reference=plan_reference(plan))
 
 
 def moment(value, tz) -> str:
@@ -55,20 +70,112 @@ def _initials(name: str) -> str:
     return "".join(w[0] for w in name.split() if w[:1].isalpha()).upper()
 
 
-def report_bodies(plan) -> dict:
-    """Who makes the report, whom it goes to and who reviews it, from the registry's groups:
-    the heading's bodies, the ký hiệu, the signer's title, Nơi nhận."""
+PARTY_WORD = {"tinh": "Tỉnh ủy", "thanh-pho": "Thành ủy"}  # a root's kind -> its party committee
+
+
+def issuer_unit(plan):
+    """The body that issues the plan: the registry's root unit (``root.unit``); a registry
+    written without a ``root`` names it by the group ``issuer``. None when neither does."""
+    reg = plan.registry
+    if reg.root is not None and reg.get(reg.root.unit) is not None:
+        return reg.get(reg.root.unit)
+    return (reg.group("issuer") or [None])[0]
+
+
+def aggregator(plan, process_id: str | None = None, scope_unit: str | None = None):
+    """Who aggregates (and so makes the report, coordinates and chases): the lane of the
+    process's serviceTask ``handler: aggregate`` (the main process unless ``process_id``;
+    lane ``scope``: ``scope_unit``, e.g. a district for its communes); else the issuer."""
+    process = plan.definition.process(process_id) if process_id else plan.definition.main
+    for e in process.elements:
+        if e.type == "serviceTask" and e.handler == "aggregate" and e.lane:
+            unit = plan.registry.get(scope_unit if e.lane == "scope" else e.lane)
+            if unit is not None:
+                return unit
+    return issuer_unit(plan)
+
+
+def _units_of(plan, elements, as_of) -> list:
+    """The units the elements name (``for_each``, else ``to``, else their lane), each once."""
+    day = as_of or cycle_start(plan.definition)
+    out: dict[str, object] = {}
+    for e in elements:
+        if e.for_each or e.to:
+            found = in_collection(plan, e.for_each or e.to, None, day)
+        else:
+            found = [plan.registry.get(e.lane)] if e.lane and e.lane in plan.registry else []
+        out.update((u.code, u) for u in found if u.code not in out)
+    return list(out.values())
+
+
+def review_steps(plan) -> list:
+    """The plan's review steps: user tasks whose form decides (``Form.decides``), main process first."""
+    return [e for p in [plan.definition.main, *plan.definition.subprocesses] for e in p.elements
+            if e.type == "userTask" and e.form and plan.forms[e.form].decides]
+
+
+def reviewers(plan, as_of: dt.datetime | None = None) -> list:
+    """Who reviews the report: the units of the review steps (their ``for_each``)."""
+    return _units_of(plan, review_steps(plan), as_of)
+
+
+def report_recipients(plan, as_of: dt.datetime | None = None) -> list:
+    """Whom the report goes up to: the ``to:`` of the main process's report-upward sendTasks."""
+    return _units_of(plan, [e for e in plan.definition.main.elements
+                            if e.type == "sendTask" and e.template == "report-upward" and e.to], as_of)
+
+
+def plan_words(plan, as_of: dt.datetime | None = None) -> dict:
+    """Every word a reader sees that depends on the plan, computed once: the province-level
+    words of the registry's root (a ``tinh``: "UBND tỉnh", "Tỉnh ủy"; a ``thanh-pho``:
+    "UBND thành phố", "Thành ủy"; a registry without ``root``: a province's), its name, the
+    issuer, who aggregates, who reviews, whom the report goes up to (names, as valid on the
+    day of ``as_of``, default the cycle's start) and the plan's subject (its trích yếu)."""
+    day = (as_of or cycle_start(plan.definition)).astimezone(plan.calendar.tz).date()
+    key = ("plan_words", day)
+    if key in plan.memo:
+        return plan.memo[key]
     reg, doc = plan.registry, plan.definition.document
-    issuer = (reg.group("issuer") or [None])[0]
-    maker = (reg.group("coordinators") or [issuer])[0]
+    kind = reg.root.kind if reg.root is not None else "tinh"
+    province = reg.root.name if reg.root is not None else None
+    party = reg.get(reg.root.party) if reg.root is not None and reg.root.party else None
+    issuer, coordinator = issuer_unit(plan), aggregator(plan)
+    words = {
+        "province_kind": kind, "level": PROVINCE_WORD[kind], "ubnd": f"UBND {PROVINCE_WORD[kind]}",
+        "party": PARTY_WORD[kind], "province": province,
+        "party_body": party.name if party else " ".join(w for w in (PARTY_WORD[kind], province) if w),
+        "issuer": issuer.name if issuer else doc.issuer,
+        "coordinator": coordinator.name if coordinator else doc.issuer,
+        "reviewers": [u.name for u in reviewers(plan, as_of)],
+        "report_to": [u.name for u in report_recipients(plan, as_of)],
+        "subject": doc.title,
+    }
+    plan.memo[key] = words
+    return words
+
+
+def report_bodies(plan, maker_code: str | None = None, as_of: dt.datetime | None = None) -> dict:
+    """Who makes the report, whom it goes to and who reviews it: the heading's bodies, the
+    ký hiệu, the signer's title, Nơi nhận. The maker is the body that aggregated
+    (``maker_code``: a district for its communes), by default the plan's aggregator: its
+    report goes up to the report-upward letter's addressees and is reviewed; a district's
+    goes to the plan's issuer through the aggregator, under its own parent's heading."""
+    reg, doc = plan.registry, plan.definition.document
+    words = plan_words(plan, as_of)
+    coordinator = aggregator(plan)
+    maker = reg.get(maker_code) if maker_code else coordinator
     name = maker.name if maker else doc.issuer
     head = maker.head if maker and maker.head else ""
     title = head[: -len(name)].strip() if head.endswith(name) else "Thủ trưởng cơ quan"
+    own = maker is None or coordinator is None or maker.code == coordinator.code
+    parent = reg.get(maker.parent) if maker is not None and maker.parent else None
     return {
-        "issuer": issuer.name if issuer else doc.issuer, "issuer_heading": doc.issuer.upper(),
+        "issuer": words["issuer"],
+        "issuer_heading": doc.issuer.upper() if own or parent is None else parent.name.upper(),
         "maker": name, "maker_heading": name.upper(), "symbol": f"BC-{_initials(name)}",
-        "signer_title": title.upper(), "report_to": [u.name for u in reg.group("report_to")],
-        "reviewers": [u.name for u in reg.group("reviewers")],
+        "signer_title": title.upper(),
+        "report_to": words["report_to"] if own else [words["coordinator"]],
+        "reviewers": words["reviewers"] if own else [],
     }
 
 
@@ -79,9 +186,8 @@ def plan_reference(plan) -> str:
     number = (doc.number or "").strip()
     number = number if "/" in number else f"{number or '…'}/KH-UBND"
     issued = f" ngày {doc.issued_on.strftime('%d/%m/%Y')}" if doc.issued_on else ""
-    issuers = plan.registry.group("issuer")
-    issuer = issuers[0].name if issuers else doc.issuer
-    return f"{doc.kind.capitalize()} số {number}{issued} của {issuer}"
+    issuer = issuer_unit(plan)
+    return f"{doc.kind.capitalize()} số {number}{issued} của {issuer.name if issuer else doc.issuer}"
 
 
 def report_subject(plan) -> str:
@@ -127,8 +233,7 @@ def latest_markdown(engine, instance_id: int) -> str | None:
 
 def review_elements(plan) -> dict[str, object]:
     """The review steps of the plan (user tasks whose form decides, ``Form.decides``), by id: their form."""
-    return {e.id: plan.forms[e.form] for p in [plan.definition.main, *plan.definition.subprocesses]
-            for e in p.elements if e.type == "userTask" and e.form and plan.forms[e.form].decides}
+    return {e.id: plan.forms[e.form] for e in review_steps(plan)}
 
 
 def reviews(conn, plan, tree: list[int]) -> list[dict]:
@@ -195,15 +300,24 @@ def decision_line(d: dict, tz) -> str:
         "".join(f"{p.replace(chr(10), ' ')}. " for p in parts).rstrip()
 
 
+def review_heading(plan, form) -> str:
+    """The heading of the reviewers' section: the review form's title ("Ý kiến thẩm định"; a
+    body named in it after "của" is left out) with the reviewing body the plan names ("… của Ban
+    Dân vận Tỉnh ủy", "… của Ban Tuyên giáo và Dân vận Thành ủy"), upper-cased."""
+    title = form.title.partition(" của ")[0]
+    names = plan_words(plan)["reviewers"]
+    return (f"{title} của {', '.join(names)}" if names else form.title).upper()
+
+
 def review_markdown(plan, decisions: list[dict], round_: int) -> str:
     """The reviewers' decisions as a section after the report: a line for every round, and
     a line when the latest round still waits for one. "" when the plan has no review."""
     forms = list(review_elements(plan).values())
     if not forms:
         return ""
-    lines = ["", "---", "", f"## {forms[0].title.upper()}", ""]
+    lines = ["", "---", "", f"## {review_heading(plan, forms[0])}", ""]
     lines += [decision_line(d, plan.calendar.tz) for d in decisions]
-    reviewers = ", ".join(u.name for u in plan.registry.group("reviewers")) or "cơ quan thẩm định"
+    reviewers = ", ".join(plan_words(plan)["reviewers"]) or "cơ quan thẩm định"
     if round_ > max((d["round"] for d in decisions), default=0):
         lines += ["", f"*Báo cáo lần {round_} đang chờ ý kiến thẩm định của {reviewers}.*"]
     return "\n".join(lines) + "\n"

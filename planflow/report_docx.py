@@ -17,6 +17,7 @@ from pathlib import Path
 
 from planflow.aggregation import GROUP_NAMES, GROUP_ORDER
 from planflow.definitions import shipped
+from planflow.report import aggregator, issuer_unit, plan_words
 from planflow.notifications.vn_format import MISSING, vn_date, vn_number
 from planflow.status_words import report_status
 
@@ -63,7 +64,7 @@ def issuing_body(plan, element_id: str, scope_unit: str | None = None) -> Body:
     element = element_of(plan, element_id)
     lane = element.lane if element is not None else None
     unit = reg.get(scope_unit) if lane == "scope" and scope_unit else reg.get(lane) if lane else None
-    unit = unit or (reg.group("coordinators") or [None])[0]
+    unit = unit or aggregator(plan)
     if unit is None:
         issuer = plan.definition.document.issuer
         return Body(issuer.upper(), "", symbol_of(issuer), None)
@@ -161,8 +162,8 @@ def commune_groups(plan, data: dict, tz) -> list[dict]:
             continue
         district = plan.registry.get(code) if code else None
         reported = sum(r["status"] in ("on_time", "late") for r in rows)
-        title = f"{district.name if district else 'Không thuộc đơn vị cấp huyện'}: " \
-                f"{reported}/{len(rows)} đơn vị đã báo cáo"
+        title = "" if district is None and not data["districts"] else \
+            f"{district.name if district else 'Không thuộc đơn vị cấp huyện'}: {reported}/{len(rows)} đơn vị đã báo cáo"
         groups.append({"title": title, "rows": [unit_row(n := n + 1, r, tz) for r in rows]})
     return groups
 
@@ -185,7 +186,7 @@ def results_tiers(plan, data: dict, tz) -> list[dict]:
 def reporting_table(data: dict) -> list[dict]:
     rows = tier_rows(data)
     out = []
-    for group in GROUP_ORDER:
+    for group in [g for g in GROUP_ORDER if rows[g]]:  # the tiers the plan asks
         counts = {k: sum(r["status"] == k for r in rows[group]) for k in ("on_time", "late", "missing")}
         out.append({"title": GROUP_NAMES[group], "expected": len(rows[group]), **counts})
     total = data["total"]["counts"]
@@ -235,7 +236,7 @@ def lines_paper(data: dict, tz) -> list[str]:
 
 def intro_of(plan, body: Body, data: dict, tz) -> str:
     doc = plan.definition.document
-    issuer = (plan.registry.group("issuer") or [None])[0]
+    issuer = issuer_unit(plan)
     issuer = issuer.name if issuer else doc.issuer
     kind = doc.kind.capitalize()
     if doc.number:
@@ -253,7 +254,7 @@ def intro_of(plan, body: Body, data: dict, tz) -> str:
 def round_note_of(plan, data: dict) -> str:
     if data["round"] <= 1:
         return ""
-    reviewers = ", ".join(u.name for u in plan.registry.group("reviewers")) or "cơ quan thẩm định"
+    reviewers = ", ".join(plan_words(plan)["reviewers"]) or "cơ quan thẩm định"
     comment = data.get("comment")
     return (f"(Báo cáo lần {data['round']}, đã bổ sung, hoàn thiện theo ý kiến của {reviewers}"
             + (f": “{comment}”)" if comment else ")"))
@@ -285,9 +286,42 @@ def render(plan, data: dict, element_id: str, created_at: dt.datetime, scope_uni
 
     tpl = DocxTemplate(str(template_path(plan)))
     tpl.render(context(plan, data, element_id, created_at, scope_unit), autoescape=True)
+    drop_columns(tpl.docx, [GROUP_NAMES[g] for g, rows in tier_rows(data).items() if not rows])
     props = tpl.docx.core_properties
     props.title = subject_of(plan)
     props.created = props.modified = created_at.astimezone(dt.timezone.utc).replace(tzinfo=None)
     buffer = io.BytesIO()
     tpl.save(buffer)
     return buffer.getvalue()
+
+
+def drop_columns(document, headers: list[str]) -> None:
+    """Remove from the document's tables each column headed by one of ``headers`` (the names
+    of the tiers the plan does not ask: a two-tier plan has no "UBND cấp huyện" column); its
+    width goes to the first column, so the table keeps its width. Tables with merged cells
+    are left as they are."""
+    from docx.oxml.ns import qn
+
+    for table in document.element.body.iter(qn("w:tbl")):
+        grid = table.find(qn("w:tblGrid"))
+        if grid is None:
+            continue
+        cols = grid.findall(qn("w:gridCol"))
+        rows = [tr.findall(qn("w:tc")) for tr in table.findall(qn("w:tr"))]
+        if not rows or any(len(cells) != len(cols) for cells in rows):
+            continue
+        heads = ["".join(x.text or "" for x in tc.iter(qn("w:t"))).strip() for tc in rows[0]]
+        for i in sorted((i for i, h in enumerate(heads) if h in headers and i > 0), reverse=True):
+            _widen(cols[0], cols[i], qn("w:w"))
+            for cells in rows:
+                _widen(cells[0].find(f"{qn('w:tcPr')}/{qn('w:tcW')}"), cells[i].find(f"{qn('w:tcPr')}/{qn('w:tcW')}"),
+                       qn("w:w"))
+                table_row = cells[i].getparent()
+                table_row.remove(cells.pop(i))
+            grid.remove(cols.pop(i))
+
+
+def _widen(keep, gone, key: str) -> None:
+    """Add ``gone``'s width (its attribute ``key``, in twips) to ``keep``'s."""
+    if keep is not None and gone is not None and keep.get(key) and gone.get(key):
+        keep.set(key, str(int(keep.get(key)) + int(gone.get(key))))

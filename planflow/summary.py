@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from planflow import store as s
-from planflow.aggregation import unit_results
+from planflow.aggregation import GROUP_NAMES, GROUP_ORDER, unit_results
+from planflow.report import review_elements
 from planflow.status_words import qd42_status
 
 
@@ -35,12 +36,17 @@ def stage_times(conn, plan, tree: list[int]) -> dict[str, str | None]:
 def review_rounds(conn, plan, tree: list[int]) -> int:
     """How many decisions were recorded on the instance's review tasks (user tasks whose form
     decides, ``Form.decides``; a revision's note is not a review round)."""
-    review_elements = [e.id for p in [plan.definition.main, *plan.definition.subprocesses]
-                       for e in p.elements if e.type == "userTask" and plan.forms[e.form].decides]
+    steps = list(review_elements(plan))
     return conn.scalar(
         select(func.count()).select_from(s.submissions)
         .join(s.work_items, s.work_items.c.id == s.submissions.c.work_item_id)
-        .where(s.work_items.c.instance_id.in_(tree), s.work_items.c.element_id.in_(review_elements))) or 0
+        .where(s.work_items.c.instance_id.in_(tree), s.work_items.c.element_id.in_(steps))) or 0
+
+
+def class_labels(plan) -> list[str]:
+    """The classes of the plan's criteria form, best first (its bands' labels)."""
+    form = next((f for f in plan.forms.values() if f.kind == "criteria"), None)
+    return [b.label for b in sorted(form.bands, key=lambda b: -b.min)] if form is not None else []
 
 
 def build_summary(engine, root_id: int, as_of=None) -> dict:
@@ -77,6 +83,10 @@ def build_summary(engine, root_id: int, as_of=None) -> dict:
                                    "submitted" if r.status in ("on_time", "late") else "open",
                                    r.status == "late", r.due_at, as_of)}
                       for r in sorted(results, key=lambda r: r.code)},
+            # the tiers of units the plan asked, in order, by the names people read (a plan
+            # without a district tier has no "district")
+            "tiers": {g: GROUP_NAMES[g] for g in GROUP_ORDER if any(r.group == g for r in results)},
+            "classes": class_labels(plan),
             "review_rounds": review_rounds(conn, plan, tree),
             "escalations": escalations,
             "stages": stage_times(conn, plan, tree),

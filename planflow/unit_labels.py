@@ -4,20 +4,23 @@ Vietnamese name with its id, as the operator forms offer them."""
 
 from __future__ import annotations
 
-from planflow.aggregation import group_of
+from planflow.aggregation import commune_district, group_of
 from planflow.notifications.vn_format import MISSING
 
 
 def district_of(registry, code: str) -> str | None:
-    """The code of the district a unit belongs to: a commune's parent, a district itself;
-    None for a department (or a unit the registry does not know)."""
+    """The code of the district a unit belongs to: a commune's parent when that is a district,
+    a district itself; None for a department, for a commune of a plan without a district tier
+    (under the province or city itself) and for a unit the registry does not know."""
     unit = registry.get(code)
     if unit is None:
         return None
-    group = group_of(unit)
-    if group == "district":
-        return code
-    return unit.parent if group == "commune" else None
+    return code if group_of(unit) == "district" else commune_district(registry, unit)
+
+
+def has_districts(registry, codes) -> bool:
+    """Whether any of these units is a district or belongs to one (a two-tier plan: none)."""
+    return any(district_of(registry, c) is not None for c in codes)
 
 
 def district_name(registry, code: str) -> str:

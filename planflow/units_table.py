@@ -1,6 +1,6 @@
 """The units table of a plan instance: one row per unit asked, its first columns what an
 operator scans (name, district, status, escalation level), then score, classification,
-QĐ 42 status, due and sent times. Short headers and values, no code (name and district
+QĐ 42 status, due and sent times (no district column in a plan without districts). Short headers and values, no code (name and district
 tell units apart): at 1440 px the first six columns show without scrolling."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import datetime as dt
 
 from planflow.notifications.vn_format import MISSING, short_datetime, vn_number
 from planflow.status_words import moment_status
-from planflow.unit_labels import district_name
+from planflow.unit_labels import district_name, has_districts
 
 REPORTED = ("on_time", "late")
 
@@ -31,4 +31,10 @@ def unit_row(registry, code: str, unit: dict | None, as_of: dt.datetime) -> dict
 
 
 def unit_rows(registry, codes: list[str], units: dict, as_of: dt.datetime) -> list[dict]:
-    return [unit_row(registry, c, units.get(c), as_of) for c in codes]
+    """The rows of the units asked; without the "Huyện" column when no unit asked is a district
+    or belongs to one (a plan after 1/7/2025 has no district tier)."""
+    rows = [unit_row(registry, c, units.get(c), as_of) for c in codes]
+    if not has_districts(registry, codes):
+        for row in rows:
+            del row["Huyện"]
+    return rows

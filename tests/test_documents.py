@@ -237,3 +237,24 @@ def test_the_report_upward_letter_carries_the_pdf_and_the_xlsx_once(year, tmp_pa
         annex = load_workbook(io.BytesIO(files[names[1]]))
         assert sum(ws.max_row - 1 for ws in annex.worksheets) == 265
         assert msg.get_body(("plain",)) is not None  # the letter itself is still there
+
+
+def test_a_districts_own_report_carries_the_districts_heading(year):
+    """UBND huyện Thanh Hà aggregates its communes (``aggregate_communes``): its report is
+    headed and signed by the district, lists each of its communes, and goes to UBND tỉnh
+    through Sở Nội vụ; it does not call the district itself a unit that never reported."""
+    with year.engine.db.connect() as conn:
+        row = conn.execute(select(store.reports.c.markdown, store.reports.c.data)
+                           .join(store.instances, store.instances.c.id == store.reports.c.instance_id)
+                           .where(store.instances.c.scope_unit == "ubnd-huyen-thanh-ha")).one()
+    md = row.markdown
+    assert md.splitlines()[0].startswith("| UBND TỈNH HẢI DƯƠNG<br>**UBND HUYỆN THANH HÀ** |")
+    assert "Số: …/BC-UHTH" in md and "SỞ NỘI VỤ" not in md
+    assert "UBND huyện Thanh Hà tổng hợp kết quả tự đánh giá" in md
+    assert "UBND huyện Thanh Hà báo cáo UBND tỉnh Hải Dương, Sở Nội vụ./." in md
+    assert "không gửi báo cáo đến hết thời hạn. " not in md  # the district is the maker, not a late unit
+    communes = year.engine.plan.registry.group("communes")
+    own = [u.name for u in communes if u.parent == "ubnd-huyen-thanh-ha"]
+    section = md.split("KẾT QUẢ CỦA UBND CẤP XÃ", 1)[1]
+    assert len(own) == 20 and all(f"| {name} |" in section for name in own)
+    assert row.data["maker"] == "ubnd-huyen-thanh-ha"

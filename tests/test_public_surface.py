@@ -49,7 +49,7 @@ ENGINE_FOR_FLOWS = {
     "planflow.outbox": ["STATUSES", "claim", "deliverable", "env_number", "mark_sent", "max_attempts", "release",
                         "render_context", "requeue_failed", "statuses", "worker_id", "failed_rows"],
     "planflow.unit_labels": ["district_name", "element_name", "step_label", "unit_label", "unit_name"],
-    "planflow.letters": ["sender_address"],
+    "planflow.letters": ["coordinator", "sender_address"],
     "planflow.progress": ["instance_progress"],
     "planflow.registry_build": ["RegistryBuildError", "build_registry", "checked_text"],
     "planflow.report": ["latest_markdown"],
