@@ -14,6 +14,8 @@ from planflow.flows import cli_operate  # noqa: F401, I001
 from planflow.flows import cli_start  # noqa: F401, I001
 from planflow.flows import cli_calendar  # noqa: F401, I001
 from planflow.flows import cli_registry  # noqa: F401, I001
+from planflow.flows import cli_links  # noqa: F401, I001
+from planflow.flows import cli_portal  # noqa: F401, I001
 from planflow.flows.cli_common import app
 
 cli_registry.register(app)

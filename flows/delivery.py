@@ -15,7 +15,13 @@ Each row is claimed before it is sent and marked after (see ``planflow/outbox.py
 key is the file name and the Message-ID. A row left ``sending`` by a deliverer that died is
 taken over and delivered again: the file channel does not write a key's file twice, and
 SMTP sends it again with the same Message-ID, so the receiving side can drop the repeat.
-One delivery run (a batch) uses one SMTP connection. A login without TLS is refused unless
+One delivery run (a batch) uses one SMTP connection.
+
+A letter to a unit that evaluates itself (the dissemination, reminders, escalations, a new
+link: ``LINK_KINDS``) carries the unit's personal link to its own self-evaluation task in the
+letter's plan instance (``PersonalLinks``), when the portal is configured
+(``PLANFLOW_PORTAL_URL`` and its secret): signed as the letter is rendered, at the generation
+in force, and never stored. A login without TLS is refused unless
 ``PLANFLOW_SMTP_ALLOW_PLAINTEXT_LOGIN=1``.
 Temporary failures leave the row ``pending`` with its attempt counted, and
 :func:`deliver_pending` raises :class:`NotDeliveredYet` so that the Prefect task
@@ -31,7 +37,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from planflow import letters, outbox
+from planflow import letters, outbox, unit_links
 from planflow.documents import attachments_for
 from planflow.flows.runtime import RunRef, engine_for, root_id
 from planflow.notifications import DeliveryError, FileChannel, SmtpChannel, build_email, render
@@ -92,6 +98,57 @@ def _address(plan, row, context: dict) -> str:
     return email
 
 
+# the letters that carry their recipient's personal link, when it has a self-evaluation task
+LINK_KINDS = frozenset({"dissemination", "reminder", "overdue", "escalation-1", "escalation-2",
+                        "escalation-final", "link"})
+
+
+def portal_settings() -> tuple[str, str] | None:
+    """The unit portal's address (``PLANFLOW_PORTAL_URL``) and signing secret
+    (``planflow.portal.links.portal_secret``), when both are set: only then do letters carry links."""
+    base = (os.environ.get("PLANFLOW_PORTAL_URL") or "").strip()
+    if not base:
+        return None
+    from planflow.portal.links import portal_secret
+
+    secret = portal_secret()
+    return (base, secret) if secret else None
+
+
+@dataclass
+class PersonalLinks:
+    """The link a letter carries: for its recipient's own self-evaluation task
+    (``letters.criteria_tasks``) in the letter's root plan instance, at the generation of the
+    unit's links in force (``unit_links.generation``), signed with the portal's secret."""
+
+    engine: object
+    base_url: str
+    secret: str
+    roots: dict = field(default_factory=dict)  # instance id -> its root instance's row
+    tasks: dict = field(default_factory=dict)  # root id -> {unit code: its self-evaluation task}
+
+    def for_row(self, row) -> str | None:
+        if row.kind not in LINK_KINDS or not row.instance_id:
+            return None
+        root = self.root_of(row.instance_id)
+        if root.id not in self.tasks:
+            self.tasks[root.id] = letters.criteria_tasks(self.engine.plan, root.started_at)
+        element = self.tasks[root.id].get(row.recipient)
+        if element is None:
+            return None
+        from planflow.portal.links import Claim, link_url, sign_link
+
+        claim = Claim(root.key, row.recipient, element.id,
+                      unit_links.generation(self.engine.db, root.id, row.recipient))
+        return link_url(self.base_url, sign_link(self.secret, claim))
+
+    def root_of(self, iid: int):
+        if iid not in self.roots:
+            inst = self.engine.instance(iid)
+            self.roots[iid] = inst if inst.parent_id is None else self.root_of(inst.parent_id)
+        return self.roots[iid]
+
+
 def deliver_pending(ref: RunRef, as_of: dt.datetime, *, only: list[int] | None = None,
                     max_attempts: int | None = None, channel=None, logger=None) -> int:
     """Deliver the deliverable rows of ``ref``'s instance tree (every instance of its
@@ -112,6 +169,8 @@ def deliver_pending(ref: RunRef, as_of: dt.datetime, *, only: list[int] | None =
         return 0
     channel = channel or channel_for(ref)
     batch = _Batch(plan, db, channel, _sender(plan), outbox.worker_id(), as_of, limit, logger)
+    settings = portal_settings()
+    batch.links = PersonalLinks(engine, *settings) if settings else None
     with channel if hasattr(channel, "__enter__") else contextlib.nullcontext():
         for row in rows:
             batch.deliver(row)
@@ -138,6 +197,7 @@ class _Batch:
     sent: int = 0
     retrying: list = field(default_factory=list)
     documents: dict = field(default_factory=dict)  # report id -> its files, built once a run
+    links: PersonalLinks | None = None  # the portal's links, when it is configured
 
     def deliver(self, row) -> None:
         db, logger = self.db, self.logger
@@ -149,6 +209,9 @@ class _Batch:
                            "the same Message-ID)", row.key, row.claimed_by, row.claimed_at)
         try:
             context = outbox.render_context(self.plan, row)
+            link = self.links.for_row(row) if self.links is not None else None
+            if link:
+                context["link"] = link  # made now, for this letter: the row never holds it
             message = render(row.kind, context, template_dir=self.plan.template_dir)
             # the report-upward letter carries the report's PDF (or DOCX) and XLSX, built now
             # from the stored report its row names: the row holds the report's id, no file

@@ -216,6 +216,14 @@ SAMPLE_CONTEXTS: dict[str, dict] = {
         ),
         "round": 1,
     },
+    "link": {
+        **_base(SO_TU_PHAP, _at(2022, 11, 28, 9, 30)),
+        "unit": SO_TU_PHAP,
+        "task": {"name": "Sở, ban, ngành tự đánh giá, báo cáo UBND tỉnh (qua Sở Nội vụ)"},
+        "due": DUE,
+        "generation": 1,
+        "link": "https://baocao.haiduong.example/u/WyJoYWktZHVvbmctZGFuLXZhbi0yMDIyLzIwMjIiLCJzby10dS1waGFwIl0.mau",
+    },
     "publication": {
         **_base(SO_TU_PHAP, _at(2022, 12, 30, 14, 0)),
         "results": [

@@ -43,7 +43,10 @@ commune's own district):
 * ``incident``: ``incident`` {``step``, ``flow_run``, ``state``, ``message``} — to the
   operators at Sở Nội vụ when a run of a plan deployment failed or crashed;
 * ``publication``: ``results`` (list of {``name``, ``score`` (float or None),
-  ``classification``}), ``counts``, ``report_name``, ``report_to``, ``reviewers``.
+  ``classification``}), ``counts``, ``report_name``, ``report_to``, ``reviewers``;
+* ``link``: ``unit``, ``task`` {``name``}, ``due`` (or None), ``generation``, ``link``: a new link.
+Optional ``link`` ("<PLANFLOW_PORTAL_URL>/u/<token>"): the recipient's personal link to its self-evaluation,
+added on delivery (``flows/delivery.py``, portal configured); the layouts show it (``personal_link``).
 
 Filters available to templates: ``vn_date``, ``vn_datetime``, ``doc_number``, ``lcfirst``,
 ``in_text``, ``vn_number`` (see ``notifications/_filters.py`` and ``notifications/vn_format.py``).
@@ -95,6 +98,7 @@ KINDS: tuple[str, ...] = (
     "review-result",
     "incident",
     "publication",
+    "link",
 )
 
 _PARTS = ("subject", "txt", "html")

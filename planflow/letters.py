@@ -23,6 +23,8 @@ registry, never from the templates:
   (``escalation.sweep``): a reminder or an overdue notice to the unit, and one letter per
   higher body and signer listing every unit that reached an escalation level;
 * ``rows_for_incident``: an incident, to the coordinator;
+* ``rows_for_link``: a unit's new personal link, after an operator reissued it;
+* ``criteria_tasks``: each unit's self-evaluation task, whose personal link its letters carry;
 * ``sender_address``: the From of a letter, the body that signs it.
 """
 
@@ -227,6 +229,47 @@ def rows_for_incident(plan, root_id: int | None, incident: dict, as_of) -> list[
         "element_id": incident["step"], "unit_code": None, "recipient": u.code, "kind": "incident", "level": 0,
         "context": {"recipient": unit_context(u), "sent_at": as_of, "sender": {"name": "planflow"},
                     "incident": incident}} for u in [coordinator(plan)] if u is not None]
+
+
+def criteria_tasks(plan, as_of) -> dict[str, object]:
+    """Per unit code, the user task on a criteria form that asks it (its self-evaluation,
+    whose personal link its letters carry): in the main process or in a sub-process called
+    for it, the first in definition order; the units in force on the day of ``as_of``."""
+    found: dict[str, object] = {}
+
+    def walk(process, scope_unit: str | None, depth: int) -> None:
+        for e in process.elements:
+            if e.type == "userTask" and e.for_each and e.form in plan.forms and plan.forms[e.form].kind == "criteria":
+                for u in units.in_collection(plan, e.for_each, scope_unit, as_of):
+                    found.setdefault(u.code, e)
+            elif e.type == "callActivity" and e.process and depth < 5:
+                scopes = ([u.code for u in units.in_collection(plan, e.for_each, scope_unit, as_of)]
+                          if e.for_each else [scope_unit])
+                for code in scopes:
+                    walk(plan.definition.process(e.process), code, depth + 1)
+
+    walk(plan.definition.main, None, 0)
+    return found
+
+
+def task_due(plan, element) -> dt.datetime | None:
+    """The due moment a task's definition gives; None when it counts from the task's opening."""
+    if not element.due or (isinstance(element.due, dict) and "within_working_days" in element.due):
+        return None
+    return resolve_due(plan.calendar, element.due)
+
+
+def rows_for_link(plan, root_id: int, unit, element, *, generation: int, due, as_of) -> list[dict]:
+    """The letter that gives ``unit`` its new personal link once an operator has revoked the
+    old ones (``planflow links reissue``), signed by the plan's coordinator; keyed by the
+    link's generation. The link itself is made when the letter is delivered, never stored."""
+    sender = coordinator(plan)
+    return [{
+        "key": f"link:{root_id}:{unit.code}:{generation}", "instance_id": root_id, "element_id": element.id,
+        "unit_code": unit.code, "recipient": unit.code, "kind": "link", "level": 0,
+        "context": {"sent_at": as_of, "recipient": unit_context(unit), "unit": unit_context(unit),
+                    "sender": unit_context(sender) if sender else {"name": plan.definition.document.issuer},
+                    "task": {"name": element.name or element.id}, "due": due, "generation": generation}}]
 
 
 def rows_for_chases(plan, recorded: list[tuple], as_of) -> list[dict]:

@@ -21,7 +21,7 @@ LETTER_WORDS = {"dissemination": "phổ biến Kế hoạch", "reminder": "nhắ
                 "escalation-1": "đôn đốc cấp 1", "escalation-2": "đôn đốc cấp 2",
                 "escalation-final": "đôn đốc cấp cuối", "review-request": "đề nghị thẩm định",
                 "report-upward": "báo cáo kết quả", "review-result": "ý kiến thẩm định",
-                "incident": "báo sự cố", "publication": "công khai kết quả"}
+                "incident": "báo sự cố", "publication": "công khai kết quả", "link": "đường dẫn báo cáo mới"}
 
 
 def retrigger_action(plan, step: str, unit: str | None) -> str:

@@ -182,6 +182,15 @@ outbox = Table(
 )
 Index("ix_outbox_status", outbox.c.status)
 
+# the generation of a unit's personal links in force in a plan instance (planflow.unit_links):
+# reissuing a unit's link moves it on and every older link is refused
+unit_links = Table(
+    "unit_links", metadata,
+    Column("instance_id", Integer, ForeignKey("instances.id"), primary_key=True),
+    Column("unit_code", String(200), primary_key=True),
+    Column("generation", Integer, nullable=False),
+)
+
 # the files a plan instance started with (a running year keeps its definition: planflow.plan_versions)
 plan_versions = Table(
     "plan_versions", metadata,

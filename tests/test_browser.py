@@ -237,7 +237,9 @@ def served(prefect_server, mailbox, tmp_path):
     env = {**prefect_server.env, "PLANFLOW_OUTBOX_DIR": str(outbox),
            "PLANFLOW_SMTP_HOST": "127.0.0.1", "PLANFLOW_SMTP_PORT": str(mailbox[1]), "PLANFLOW_SMTP_SECURITY": "none",
            "PLANFLOW_OUTBOX_MAX_ATTEMPTS": "1",
-           "PREFECT_RUNNER_POLL_FREQUENCY": "2", "PREFECT_LOGGING_LEVEL": "INFO"}
+           "PREFECT_RUNNER_POLL_FREQUENCY": "2", "PREFECT_LOGGING_LEVEL": "INFO",
+           # the units' portal: letters carry personal links to it (started by the test that needs it)
+           "PLANFLOW_PORTAL_URL": f"http://127.0.0.1:{_free_port()}", "PLANFLOW_PORTAL_SECRET": secrets.token_urlsafe(32)}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([str(BIN / "planflow"), "serve", "--db", f"sqlite:///{store}"], env=env, cwd=REPO,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -359,6 +361,7 @@ def _year_runs_on_the_api(served, tmp_path) -> dict:
     assert run["name"] == "Ban hành Kế hoạch 15/03/2022 08:00"
     assert _query(store, "select key, status, replay from instances where parent_id is null") == [(KEY, "running", 1)]
     assert len(box.envelopes) == 275
+    _commune_reports_through_its_link(served, tmp_path)
 
     box.refuse.add(BINH_GIANG)  # the district's mailbox is full: every letter to it is refused
     _replay_clock(served, "2022-12-12", "08:00")
@@ -389,6 +392,103 @@ def _year_runs_on_the_api(served, tmp_path) -> dict:
     for incident in incidents:
         assert server.wait_run(incident["id"], 90)["state"]["type"] == "COMPLETED"
     return {"cycle": cycle_id, "sweep": sweep, "red": red, "failed": dict(failed)}
+
+
+COMMUNE_MAIL = "ubnd-tp-hai-duong--phuong-cam-thuong@hai-duong.example.org"  # UBND phường Cẩm Thượng
+
+
+@contextlib.contextmanager
+def _portal(served, tmp_path: Path):
+    """`planflow portal` on the port the letters' links name, on the served store and plan."""
+    url = served["env"]["PLANFLOW_PORTAL_URL"]
+    log_path = tmp_path / "portal.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([str(BIN / "planflow"), "portal", "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1],
+                                 "--db", f"sqlite:///{served['store']}", "--files", str(tmp_path / "portal-files")],
+                                env=served["env"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        import httpx
+
+        def up():
+            assert proc.poll() is None, f"planflow portal exited:\n{_tail(log_path)}"
+            try:
+                return httpx.get(f"{url}/u/x", timeout=2).status_code == 403
+            except httpx.HTTPError:
+                return False
+
+        served["server"].wait_for("the portal", up, 60)
+        yield log_path
+    finally:
+        _stop(proc, "planflow portal")
+
+
+def _commune_letter_link(served) -> str:
+    """The personal link in the commune's dissemination letter, as the clerk reads it."""
+    import email
+    import email.policy
+
+    for envelope in served["mailbox"].envelopes:
+        if COMMUNE_MAIL in envelope.rcpt_tos:
+            msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+            text = msg.get_body(preferencelist=("plain",)).get_content()
+            found = re.search(r"Đường dẫn báo cáo của đơn vị: (\S+)", text)
+            if found:
+                return found.group(1)
+    raise AssertionError("no letter to UBND phường Cẩm Thượng carries its personal link")
+
+
+def _commune_reports_through_its_link(served, tmp_path: Path) -> None:
+    """A commune clerk opens the link in its letter, fills the form, attaches the signed PDF and
+    sees the receipt; the engine records it at the server's time (the replay's clock), the
+    automation moves the plan on, and the progress artifact counts it."""
+    from playwright.sync_api import expect, sync_playwright
+
+    server, store = served["server"], served["store"]
+    link = _commune_letter_link(served)
+    assert link.startswith(served["env"]["PLANFLOW_PORTAL_URL"] + "/u/")
+    pdf = tmp_path / "bao-cao-phuong-cam-thuong.pdf"
+    pdf.write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n")
+    advances = len(server.flow_runs("advance"))
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with _portal(served, tmp_path), sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM,
+                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 844}, locale="vi-VN")  # a phone
+            weight = []
+            page.on("response", lambda r: weight.append(len(r.body())) if r.ok else None)
+            opened = time.monotonic()
+            page.goto(link)
+            expect(page.get_by_text("UBND phường Cẩm Thượng").first).to_be_visible()
+            expect(page.get_by_text("Hạn báo cáo: trước 23:59:59 ngày 02/12/2022").first).to_be_visible()
+            page_weight = sum(weight)
+            _shot(page, "0a-portal-form")
+            for field in page.locator("input[type=number]").all():
+                field.fill(field.get_attribute("max"))
+            page.locator("textarea").first.fill("Đã tổ chức quán triệt đến toàn thể cán bộ, công chức phường.")
+            page.set_input_files("input[type=file]", str(pdf))
+            page.get_by_role("button").last.click()
+            expect(page.get_by_text("Số tiếp nhận").first).to_be_visible()
+            took = time.monotonic() - opened
+            _shot(page, "0b-portal-receipt")
+            receipt = page.inner_text("main")
+        finally:
+            browser.close()
+    print(f"portal: link opened to receipt in {took:.1f} s; form page {page_weight / 1024:.0f} KB")
+    assert page_weight < 200_000, page_weight
+    assert "15/03/2022" in receipt  # received at the server's time: the replay's clock
+    rows = _query(store, "select s.submitted_at, w.status from submissions s join work_items w "
+                         "on w.id = s.work_item_id where w.unit_code = ?", COMMUNE_MAIL.split("@")[0])
+    assert len(rows) == 1 and rows[0][0].startswith("2022-03-15 01:00:00"), rows
+    # the submission's event starts advance (the automation), which refreshes the progress artifacts
+    run = server.wait_for("the advance run the submission started",
+                          lambda: len(server.flow_runs("advance")) > advances and server.flow_runs("advance")[-1], 60)
+    assert run["created_by"]["display_value"] == f"planflow {PLAN_ID}: báo cáo đã gửi → chuyển tiếp"
+    assert server.wait_run(run["id"], 90)["state"]["type"] == "COMPLETED"
+    progress = server.post("/artifacts/filter", {"artifacts": {"key": {"any_": [
+        f"hai-duong-dan-van-2022-2022-progress-communes"]}}, "sort": "CREATED_DESC", "limit": 1})
+    assert progress and progress[0]["description"].startswith("UBND cấp xã: 1/235 đơn vị đã báo cáo"), progress
 
 
 def _typo_is_impossible(served) -> None:

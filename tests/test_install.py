@@ -52,7 +52,8 @@ def test_the_wheel_holds_one_package_with_its_data(installed):
                  "definitions/registries/hai-duong-2022.yaml", "definitions/forms/self-evaluation.yaml",
                  "definitions/scenarios/hai-duong-2022.yaml", "notifications/templates/dissemination.txt.j2",
                  "templates/aggregate-report.md.j2", "definitions/templates/report.docx",
-                 "definitions/forms/report-revision.yaml", "data/gso-admin-units-2022-10-01.json"):
+                 "definitions/forms/report-revision.yaml", "data/gso-admin-units-2022-10-01.json",
+                 "portal/templates/task.html.j2"):
         assert (installed / "planflow" / data).is_file(), data
     entry = (next(installed.glob("*.dist-info")) / "entry_points.txt").read_text(encoding="utf-8")
     assert "planflow = planflow.flows.cli:app" in entry
