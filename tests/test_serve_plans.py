@@ -125,7 +125,9 @@ def test_two_plans_on_one_server_have_their_own_deployments_automations_and_inst
 
     url = f"sqlite:///{tmp_path / 'planflow.db'}"
     for name in ("PLANFLOW_DEFINITION", "PLANFLOW_DATABASE_URL", "PLANFLOW_OUTBOX_DIR"):
-        monkeypatch.delenv(name, raising=False)
+        # set through monkeypatch (not deleted: a variable that was not there would then not be
+        # removed again), so that what pin_environment writes below is undone after the test
+        monkeypatch.setenv(name, "")
     monkeypatch.setenv("PLANFLOW_OUTBOX_DIR", str(tmp_path / "outbox"))
     pin_environment(str(folder), url)  # what `planflow serve DIR --db URL` does before it registers
     assert os.environ["PLANFLOW_DEFINITION"] == str(folder.resolve())
