@@ -13,7 +13,7 @@ from pathlib import Path
 from starlette.concurrency import run_in_threadpool
 
 from planflow import Submission, SubmissionError
-from planflow.portal.uploads import Upload, receive
+from planflow.portal.uploads import Upload, UploadRefused, receive
 from planflow.submissions import score_payload
 
 log = logging.getLogger("planflow.portal")
@@ -21,12 +21,9 @@ MAX_NOTES = 5000  # characters
 SCORE_FIELD = "score-"  # the form's input of a criterion: score-<code>
 
 
-class ReportRefused(ValueError):
-    """A report the portal does not pass on: the HTTP status and the Vietnamese reason."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
+class ReportRefused(UploadRefused):
+    """A report the portal does not pass on: the HTTP status and the Vietnamese reason (the
+    same shape as a refused file's)."""
 
 
 @dataclass(frozen=True)
