@@ -134,7 +134,7 @@ def test_moving_a_running_year_onto_the_new_version_is_named_and_audited(every_y
     assert row.detail == {"from": old.plan.digest, "to": new.digest, "reason": "sửa nhắc hạn"}
 
 
-def test_validate_and_simulate_take_a_year(every_year):
+def test_validate_takes_a_year_and_refuses_another_for_a_fixed_year_plan(every_year):
     from planflow.flows.cli import app
 
     result = CliRunner().invoke(app, ["validate", str(every_year), "--year", "2023", "--db", "sqlite:///nowhere.db"])
