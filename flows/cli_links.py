@@ -70,8 +70,10 @@ def _target(definition: Path | None, year: int | None, url: str, outbox_dir: Pat
 
 
 def _unit_task(engine, root: int, code: str):
-    """(unit, its self-evaluation element, the task's due moment) in the instance ``root``."""
-    from planflow.letters import criteria_tasks, task_due
+    """(unit, its task with a link — its self-evaluation, else the review it decides —, the task's
+    due moment) in the instance ``root``."""
+    from planflow.expressions import review_decision
+    from planflow.letters import criteria_tasks, task_due, user_task
 
     plan = engine.plan
     unit = plan.registry.get(code)
@@ -79,10 +81,12 @@ def _unit_task(engine, root: int, code: str):
         raise LinkRefused(f"không có đơn vị '{code}' trong danh mục đơn vị của kế hoạch '{plan.id}': ghi mã "
                           "đơn vị đúng như danh mục / unknown unit")
     started = engine.instance(root).started_at
-    element = criteria_tasks(plan, started).get(code)
+    review = review_decision(plan)
+    element = criteria_tasks(plan, started).get(code) or (
+        user_task(plan, review.element) if review is not None and code in review.units else None)
     if element is None:
-        raise LinkRefused(f"đơn vị '{code}' ({unit.name}) không có nhiệm vụ tự đánh giá trong kế hoạch "
-                          f"'{plan.id}' nên không có đường dẫn báo cáo / no self-evaluation task")
+        raise LinkRefused(f"đơn vị '{code}' ({unit.name}) không có nhiệm vụ tự đánh giá hay thẩm định trong kế "
+                          f"hoạch '{plan.id}' nên không có đường dẫn / no self-evaluation or review task")
     open_due = [w.due_at for w in engine.open_work(root) if w.unit_code == code and w.element_id == element.id]
     return unit, element, open_due[0] if open_due else task_due(plan, element)
 

@@ -117,9 +117,11 @@ def portal_settings() -> tuple[str, str] | None:
 
 @dataclass
 class PersonalLinks:
-    """The link a letter carries: for its recipient's own self-evaluation task
-    (``letters.criteria_tasks``) in the letter's root plan instance, at the generation of the
-    unit's links in force (``unit_links.generation``), signed with the portal's secret."""
+    """The link a letter carries: to its recipient's own self-evaluation task
+    (``letters.criteria_tasks``; letters of ``LINK_KINDS``), or to the reviewer's decision the
+    letter asks for (``letters.decision_task``: a review request), in the letter's root plan
+    instance, at the generation of the unit's links in force (``unit_links.generation``),
+    signed with the portal's secret."""
 
     engine: object
     base_url: str
@@ -127,20 +129,30 @@ class PersonalLinks:
     roots: dict = field(default_factory=dict)  # instance id -> its root instance's row
     tasks: dict = field(default_factory=dict)  # root id -> {unit code: its self-evaluation task}
 
-    def for_row(self, row) -> str | None:
-        if row.kind not in LINK_KINDS or not row.instance_id:
+    def for_row(self, row) -> tuple[str, str | None] | None:
+        """(the link, what it is for in the letter's words, None for a unit's report), or None."""
+        if not row.instance_id:
             return None
         root = self.root_of(row.instance_id)
-        if root.id not in self.tasks:
-            self.tasks[root.id] = letters.criteria_tasks(self.engine.plan, root.started_at)
-        element = self.tasks[root.id].get(row.recipient)
+        plan = self.engine.plan
+        if row.kind == "link":  # a new link to the task the letter names
+            element = letters.user_task(plan, row.element_id)
+        elif row.kind in LINK_KINDS:
+            if root.id not in self.tasks:
+                self.tasks[root.id] = letters.criteria_tasks(plan, root.started_at)
+            element = self.tasks[root.id].get(row.recipient)
+        else:
+            element = letters.decision_task(plan, row.element_id, row.recipient, root.started_at)
         if element is None:
             return None
+        form, purpose = plan.forms[element.form], None
+        if form.decides:
+            purpose = f"xem báo cáo và gửi {form.title[:1].lower()}{form.title[1:]}"
         from planflow.portal.links import Claim, link_url, sign_link
 
         claim = Claim(root.key, row.recipient, element.id,
                       unit_links.generation(self.engine.db, root.id, row.recipient))
-        return link_url(self.base_url, sign_link(self.secret, claim))
+        return link_url(self.base_url, sign_link(self.secret, claim)), purpose
 
     def root_of(self, iid: int):
         if iid not in self.roots:
@@ -210,8 +222,8 @@ class _Batch:
         try:
             context = outbox.render_context(self.plan, row)
             link = self.links.for_row(row) if self.links is not None else None
-            if link:
-                context["link"] = link  # made now, for this letter: the row never holds it
+            if link:  # made now, for this letter: the row never holds it
+                context["link"], context["link_purpose"] = link
             message = render(row.kind, context, template_dir=self.plan.template_dir)
             # the report-upward letter carries the report's PDF (or DOCX) and XLSX, built now
             # from the stored report its row names: the row holds the report's id, no file

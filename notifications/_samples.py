@@ -224,6 +224,18 @@ SAMPLE_CONTEXTS: dict[str, dict] = {
         "generation": 1,
         "link": "https://baocao.haiduong.example/u/WyJoYWktZHVvbmctZGFuLXZhbi0yMDIyLzIwMjIiLCJzby10dS1waGFwIl0.mau",
     },
+    "receipt": {
+        **_base(SO_TU_PHAP, _at(2022, 12, 1, 14, 5)),
+        "unit": SO_TU_PHAP,
+        "task": {"name": "Sở, ban, ngành tự đánh giá, báo cáo UBND tỉnh (qua Sở Nội vụ)"},
+        "due": DUE,
+        "received_at": _at(2022, 12, 1, 14, 5),
+        "late": False,
+        "total": 92.5,
+        "receipt": {"number": "2022-3F2A-9C41",
+                    "file": {"name": "bao-cao-tu-danh-gia.pdf",
+                             "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}},
+    },
     "publication": {
         **_base(SO_TU_PHAP, _at(2022, 12, 30, 14, 0)),
         "results": [

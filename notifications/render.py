@@ -44,7 +44,10 @@ commune's own district):
   operators at Sở Nội vụ when a run of a plan deployment failed or crashed;
 * ``publication``: ``results`` (list of {``name``, ``score`` (float or None),
   ``classification``}), ``counts``, ``report_name``, ``report_to``, ``reviewers``;
-* ``link``: ``unit``, ``task`` {``name``}, ``due`` (or None), ``generation``, ``link``: a new link.
+* ``link``: ``unit``, ``task`` {``name``}, ``due`` (or None), ``generation``, ``link``: a new link;
+* ``receipt``: ``unit``, ``task`` {``name``}, ``due``, ``received_at`` (the server's time of
+  receipt), ``late``, ``total`` (or None), ``receipt`` {``number``, ``file`` ({``name``,
+  ``sha256``} or None)}: what a unit that reported through its link is sent back.
 Optional ``link`` ("<PLANFLOW_PORTAL_URL>/u/<token>"): the recipient's personal link to its self-evaluation,
 added on delivery (``flows/delivery.py``, portal configured); the layouts show it (``personal_link``).
 
@@ -99,6 +102,7 @@ KINDS: tuple[str, ...] = (
     "incident",
     "publication",
     "link",
+    "receipt",
 )
 
 _PARTS = ("subject", "txt", "html")

@@ -198,6 +198,12 @@ def only_user_task_has_boundary(e: Element, ctx: RuleContext) -> Problems:
         yield ctx.problem(e, "timer boundary events attach to a userTask")
 
 
+def only_user_task_takes_corrections(e: Element, ctx: RuleContext) -> Problems:
+    """For every kind but a userTask."""
+    if e.corrections != "none":
+        yield ctx.problem(e, "only a userTask takes 'corrections' (a unit's corrected answer)")
+
+
 def boundaries_are_valid(e: Element, ctx: RuleContext) -> Problems:
     for b in e.boundary:
         yield from offset_problems(ctx, e, b.after, f"boundary '{b.id}' after '{b.after}'", b.line)

@@ -278,6 +278,11 @@ class Engine:
         """Open work items: (id, unit_code, element_id, opened_at, due_at)."""
         return submissions.open_work(self.db, root_id)
 
+    def unit_items(self, root_id: int, unit_code: str, element_id: str) -> list[submissions.UnitItem]:
+        """A unit's rounds of a task in the instance ``root_id`` and what it sent to each
+        (``submissions.unit_items``)."""
+        return submissions.unit_items(self.db, root_id, unit_code, element_id)
+
     def submit(self, batch: list[Submission], as_of: dt.datetime, root_id: int | None = None) -> int:
         """Record a batch of submissions in one transaction; return how many were new.
 

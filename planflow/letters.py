@@ -24,6 +24,7 @@ registry, never from the templates:
   higher body and signer listing every unit that reached an escalation level;
 * ``rows_for_incident``: an incident, to the coordinator;
 * ``rows_for_link``: a unit's new personal link, after an operator reissued it;
+* ``rows_for_receipt``: the receipt of a report a unit sent through its link;
 * ``criteria_tasks``: each unit's self-evaluation task, whose personal link its letters carry;
 * ``sender_address``: the From of a letter, the body that signs it.
 """
@@ -252,6 +253,26 @@ def criteria_tasks(plan, as_of) -> dict[str, object]:
     return found
 
 
+def user_task(plan, element_id: str):
+    """The user task of that id in the plan's processes, or None."""
+    return next((e for p in [plan.definition.main, *plan.definition.subprocesses] for e in p.elements
+                 if e.id == element_id and e.type == "userTask" and e.form in plan.forms), None)
+
+
+def decision_task(plan, send_id: str, unit_code: str, as_of):
+    """The reviewer's task a letter asks its recipient to act on: the user task on a deciding
+    form (``Form.decides``) that the sending step ``send_id`` leads to, when the recipient is
+    one of the units it asks (on the day of ``as_of``); else None."""
+    for process in [plan.definition.main, *plan.definition.subprocesses]:
+        send = next((e for e in process.elements if e.id == send_id), None)
+        for task in (process.element(n) for n in (send.next if send is not None else []) if process.has(n)):
+            if task.type == "userTask" and task.form in plan.forms \
+                    and plan.forms[task.form].decides and task.for_each \
+                    and any(u.code == unit_code for u in units.in_collection(plan, task.for_each, None, as_of)):
+                return task
+    return None
+
+
 def task_due(plan, element) -> dt.datetime | None:
     """The due moment a task's definition gives; None when it counts from the task's opening."""
     if not element.due or (isinstance(element.due, dict) and "within_working_days" in element.due):
@@ -270,6 +291,22 @@ def rows_for_link(plan, root_id: int, unit, element, *, generation: int, due, as
         "context": {"sent_at": as_of, "recipient": unit_context(unit), "unit": unit_context(unit),
                     "sender": unit_context(sender) if sender else {"name": plan.definition.document.issuer},
                     "task": {"name": element.name or element.id}, "due": due, "generation": generation}}]
+
+
+def rows_for_receipt(plan, item, element, unit, *, received_at, late: bool, total, receipt: dict,
+                     as_of) -> list[dict]:
+    """The letter confirming a report a unit sent through its personal link: its receipt
+    number, time of receipt (the server's), total and file; signed by the plan's coordinator,
+    keyed by the work item and the time of receipt (a corrected report gets its own receipt)."""
+    sender = coordinator(plan)
+    return [{
+        "key": f"receipt:{item.id}:{received_at.astimezone(dt.timezone.utc):%Y%m%dT%H%M%S}",
+        "instance_id": item.instance_id, "element_id": element.id,
+        "unit_code": unit.code, "recipient": unit.code, "kind": "receipt", "level": 0,
+        "context": {"sent_at": as_of, "recipient": unit_context(unit), "unit": unit_context(unit),
+                    "sender": unit_context(sender) if sender else {"name": plan.definition.document.issuer},
+                    "task": {"name": element.name or element.id}, "due": item.due_at, "received_at": received_at,
+                    "late": late, "total": total, "receipt": receipt}}]
 
 
 def rows_for_chases(plan, recorded: list[tuple], as_of) -> list[dict]:

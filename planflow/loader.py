@@ -30,9 +30,9 @@ from planflow.definition_rules import (
     document_recipients_exist, due_is_readable, element_ids_are_unique, end_has_no_next, escalations_are_valid,
     gateway_has_conditions, gateway_has_default, gateway_has_no_next, handler_is_known, has_end_event,
     has_one_start_event, leads_somewhere, next_targets_exist, no_timer_in_subprocess, only_gateway_has_conditions,
-    only_start_has_timer, only_user_task_has_boundary, reminders_are_offsets, send_task_has_recipients,
-    send_task_has_template, stage_ids_are_unique, stage_is_declared, task_has_stage, user_task_has_form,
-    user_task_has_units,
+    only_start_has_timer, only_user_task_has_boundary, only_user_task_takes_corrections, reminders_are_offsets,
+    send_task_has_recipients, send_task_has_template, stage_ids_are_unique, stage_is_declared, task_has_stage,
+    user_task_has_form, user_task_has_units,
 )
 from planflow.graph_rules import every_element_is_reachable, every_loop_has_a_way_out, joins_can_complete
 from planflow.model import Definition, Element, Form, Process, Registry
@@ -84,7 +84,7 @@ GRAPH_RULES: list[ProcessRule] = [every_element_is_reachable, every_loop_has_a_w
 _FLOW = [next_targets_exist, stage_is_declared]
 _TASK = [task_has_stage, leads_somewhere, only_start_has_timer, no_timer_in_subprocess]
 _NOT_TASK = [leads_somewhere, only_start_has_timer, no_timer_in_subprocess]
-_BOUNDARY = [only_user_task_has_boundary, boundaries_are_valid]
+_BOUNDARY = [only_user_task_has_boundary, only_user_task_takes_corrections, boundaries_are_valid]  # not a userTask
 
 ELEMENT_RULES: dict[str, list[ElementRule]] = {
     "startEvent": [*_FLOW, leads_somewhere, no_timer_in_subprocess, start_timer_is_valid, *_BOUNDARY,

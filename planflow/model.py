@@ -106,6 +106,9 @@ class Element(_Model):
     form: str | None = None
     due: dict | str | None = None
     output: str | None = None  # instance variable that receives a single-unit task's answer
+    # whether a unit that has answered may send a corrected answer: "before_due" (while the
+    # task still waits on others and its due moment has not passed), or "none" (the default)
+    corrections: Literal["none", "before_due"] = "none"
     reminders: list[str] = Field(default_factory=list)
     escalations: list[Escalation] = Field(default_factory=list)
     boundary: list[Boundary] = Field(default_factory=list)

@@ -231,6 +231,13 @@ def latest_markdown(engine, instance_id: int) -> str | None:
     return report.markdown.rstrip("\n") + "\n" + section if section else report.markdown
 
 
+def reviews_of(engine, instance_id: int) -> list[dict]:
+    """Every review decision of the instance's tree (``reviews``), read through the engine (for
+    the portal, which never touches tables)."""
+    with engine.db.connect() as conn:
+        return reviews(conn, engine.plan, s.tree_ids(conn, instance_id))
+
+
 def review_elements(plan) -> dict[str, object]:
     """The review steps of the plan (user tasks whose form decides, ``Form.decides``), by id: their form."""
     return {e.id: plan.forms[e.form] for e in review_steps(plan)}

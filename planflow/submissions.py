@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from sqlalchemy import bindparam, select, update
 
-from planflow import audit, tokens
+from planflow import audit, corrections, letters, outbox, tokens
 from planflow import store as s
 from planflow.model import Element
 
@@ -43,6 +43,9 @@ class Submission:
     document_number: str | None = None
     document_date: dt.date | None = None
     entry_reason: str | None = None
+    # a report sent through the unit's personal link: its receipt ({number, file}), sent back
+    # to the unit as a letter queued in the same transaction as the report
+    receipt: dict | None = None
 
     def paper(self) -> dict:
         """The paper report's columns of the submissions row (None for a report its unit sent)."""
@@ -57,6 +60,7 @@ class _Known(NamedTuple):
     items: dict[str, list]
     earlier: dict[int, object]
     process_of: dict[int, str]
+    waiting: set[int]  # tokens of answered items still waiting on other units (a correction's condition)
 
 
 class _Accepted(NamedTuple):
@@ -65,6 +69,7 @@ class _Accepted(NamedTuple):
     late: bool
     element: Element
     row: dict  # for the submissions table
+    correction: bool = False  # a corrected answer to an item answered before (``corrections``)
 
 
 def open_work(db, root_id: int | None = None) -> list:
@@ -77,10 +82,43 @@ def open_work(db, root_id: int | None = None) -> list:
         return conn.execute(q.order_by(s.work_items.c.id)).all()
 
 
+class UnitItem(NamedTuple):
+    """A unit's work item of a task (one round of it) and what it sent, if it did: the item's
+    status (open, submitted, missing), its opening and due moments, the report's time,
+    answers, total and lateness (None, {}, None, None before it is sent), and whether the
+    task still waits on units (a corrected answer may then be sent, where the task takes one)."""
+    work_item_id: int
+    status: str
+    opened_at: dt.datetime
+    due_at: dt.datetime
+    submitted_at: dt.datetime | None
+    payload: dict
+    total: float | None
+    late: bool | None
+    task_waiting: bool  # the task still waits on units (it has not completed)
+
+
+def unit_items(db, root_id: int, unit_code: str, element_id: str) -> list[UnitItem]:
+    """The work items of ``unit_code`` for the task ``element_id`` in the plan instance
+    ``root_id`` (its tree), with what it sent to each, oldest first (a task asked again after
+    a return is a new round)."""
+    w, sub = s.work_items.c, s.submissions.c
+    with db.connect() as conn:
+        rows = conn.execute(
+            select(w.id, w.status, w.opened_at, w.due_at, sub.submitted_at, sub.payload, sub.total, w.late,
+                   s.tokens.c.status.label("token_status"))
+            .join(s.tokens, s.tokens.c.id == w.token_id)
+            .outerjoin(s.submissions, sub.work_item_id == w.id)
+            .where(w.instance_id.in_(s.tree_ids(conn, root_id)), w.unit_code == unit_code,
+                   w.element_id == element_id).order_by(w.id)).all()
+    return [UnitItem(r.id, r.status, r.opened_at, r.due_at, r.submitted_at, r.payload or {}, r.total, r.late,
+                     r.token_status == "waiting") for r in rows]
+
+
 def submit(db, plan, batch: list[Submission], as_of: dt.datetime, root_id: int | None = None) -> int:
     """Record a batch of submissions in one transaction; return how many were new."""
     with db.begin() as conn:
-        known = _known(conn, {b.unit for b in batch}, root_id)
+        known = _known(conn, {b.unit for b in batch}, root_id, _takes_corrections(plan))
         accepted, problems = [], []
         for sub in batch:
             entry = _check(plan, known, sub, as_of, problems)
@@ -88,14 +126,23 @@ def submit(db, plan, batch: list[Submission], as_of: dt.datetime, root_id: int |
                 accepted.append(entry)
         if problems:
             raise SubmissionError(problems)
-        won = _claim(conn, accepted)
-        if not won:
-            return 0
-        _record(conn, plan, won, as_of)
-        return len(won)
+        won = _claim(conn, [a for a in accepted if not a.correction])
+        fixed = corrections.claim(conn, [a for a in accepted if a.correction])
+        if won:
+            _record(conn, plan, won, as_of)
+        if fixed:
+            corrections.record(conn, fixed, known.earlier, as_of)
+            _keep_outputs(conn, fixed, new_round=False)
+            _queue_receipts(conn, plan, fixed, as_of)
+        return len(won) + len(fixed)
 
 
-def _known(conn, unit_codes: set[str], root_id: int | None) -> _Known:
+def _takes_corrections(plan) -> bool:
+    return any(e.corrections != "none" for p in [plan.definition.main, *plan.definition.subprocesses]
+               for e in p.elements)
+
+
+def _known(conn, unit_codes: set[str], root_id: int | None, corrected: bool) -> _Known:
     q = select(s.work_items).where(s.work_items.c.unit_code.in_(sorted(unit_codes)))
     if root_id is not None:
         q = q.where(s.work_items.c.instance_id.in_(s.tree_ids(conn, root_id)))
@@ -105,12 +152,14 @@ def _known(conn, unit_codes: set[str], root_id: int | None) -> _Known:
     # earlier submissions matter only for work items no longer open (a re-sent answer)
     closed_ids = [r.id for rows in items.values() for r in rows if r.status != "open"]
     earlier = {r.work_item_id: r for i in range(0, len(closed_ids), 1000) for r in conn.execute(select(
-        s.submissions.c.work_item_id, s.submissions.c.submitted_at, s.submissions.c.payload)
+        s.submissions.c.work_item_id, s.submissions.c.submitted_at, s.submissions.c.payload, s.submissions.c.total)
         .where(s.submissions.c.work_item_id.in_(closed_ids[i:i + 1000])))}
     instance_ids = sorted({r.instance_id for rows in items.values() for r in rows})
     process_of = dict(conn.execute(select(s.instances.c.id, s.instances.c.process_id)
                                    .where(s.instances.c.id.in_(instance_ids))).all())
-    return _Known(items, earlier, process_of)
+    waiting = corrections.waiting_tokens(conn, sorted({r.token_id for rows in items.values() for r in rows
+                                                       if r.status == "submitted"})) if corrected else set()
+    return _Known(items, earlier, process_of, waiting)
 
 
 def _check(plan, known: _Known, sub: Submission, as_of, problems: list[str]) -> _Accepted | None:
@@ -128,6 +177,8 @@ def _check(plan, known: _Known, sub: Submission, as_of, problems: list[str]) -> 
     open_items = [w for w in candidates if w.status == "open"]
     if not open_items:
         problem = _no_open_item(known, unit, sub, candidates)
+        if problem and candidates and candidates[-1].status == "submitted":
+            return _correction(plan, known, unit, sub, candidates[-1], problem, problems)
         if problem:
             problems.append(problem)
         return None
@@ -146,6 +197,24 @@ def _check(plan, known: _Known, sub: Submission, as_of, problems: list[str]) -> 
     return _Accepted(w, sub, late, element, dict(work_item_id=w.id, unit_code=unit.code,
                                                   submitted_at=sub.submitted_at, recorded_at=as_of,
                                                   payload=sub.payload, total=total, **sub.paper()))
+
+
+def _correction(plan, known: _Known, unit, sub: Submission, w, problem: str, problems: list[str]):
+    """A corrected answer to the answered item ``w``, when its task takes corrections now;
+    else the refusal (``problem`` when the task takes none)."""
+    element = plan.definition.process(known.process_of[w.instance_id]).element(w.element_id)
+    if element.corrections == "none":
+        problems.append(problem)
+        return None
+    why = corrections.allowed(element, w, sub.submitted_at, known.waiting)
+    try:
+        total = score_payload(plan.forms[element.form], sub.payload, False)
+    except ValueError as exc:
+        why = why or str(exc)
+    if why:
+        problems.append(f"unit '{unit.code}' ({unit.name}): correction refused — {why}")
+        return None
+    return _Accepted(w, sub, False, element, dict(payload=sub.payload, total=total), correction=True)
 
 
 def _no_open_item(known: _Known, unit, sub: Submission, candidates: list) -> str | None:
@@ -191,17 +260,31 @@ def _record(conn, plan, won: list[_Accepted], as_of) -> None:
     """The submissions, the answers a task keeps in its instance (``output``), the audit
     rows; then the tasks every unit has answered complete."""
     conn.execute(s.insert_ignore(conn, s.submissions), [a.row for a in won])
-    for a in won:
-        if a.element.output:
-            inst = conn.execute(select(s.instances).where(s.instances.c.id == a.item.instance_id)).one()
-            rounds = (inst.variables or {}).get(a.element.output, {}).get("round", 0) + 1
-            variables = {**(inst.variables or {}), a.element.output: {**a.submission.payload, "round": rounds}}
-            conn.execute(update(s.instances).where(s.instances.c.id == inst.id).values(variables=variables))
+    _keep_outputs(conn, won, new_round=True)
     audit.record_all(conn, [audit.entry(
         as_of, a.item.instance_id, a.submission.actor, "task.submitted", a.item.element_id, a.submission.unit,
         detail={"submitted_at": a.submission.submitted_at.isoformat(), "late": a.late,
                 **_paper_detail(a.submission)}) for a in won])
+    _queue_receipts(conn, plan, won, as_of)
     tokens.settle(conn, plan, {a.item.token_id for a in won}, as_of)
+
+
+def _keep_outputs(conn, accepted: list[_Accepted], *, new_round: bool) -> None:
+    """A single-unit task's answer in its instance's variable (``output``), with its round
+    (a corrected answer keeps the round of the one it replaces)."""
+    for a in accepted:
+        if a.element.output:
+            inst = conn.execute(select(s.instances).where(s.instances.c.id == a.item.instance_id)).one()
+            rounds = (inst.variables or {}).get(a.element.output, {}).get("round", 0) + (1 if new_round else 0)
+            variables = {**(inst.variables or {}), a.element.output: {**a.submission.payload, "round": max(rounds, 1)}}
+            conn.execute(update(s.instances).where(s.instances.c.id == inst.id).values(variables=variables))
+
+
+def _queue_receipts(conn, plan, accepted: list[_Accepted], as_of) -> None:
+    """The receipt letters of the answers sent through a unit's personal link."""
+    outbox.queue(conn, [row for a in accepted if a.submission.receipt is not None for row in letters.rows_for_receipt(
+        plan, a.item, a.element, plan.registry.get(a.submission.unit), received_at=a.submission.submitted_at,
+        late=a.late, total=a.row["total"], receipt=a.submission.receipt, as_of=as_of)], as_of)
 
 
 def _paper_detail(sub: Submission) -> dict:

@@ -12,14 +12,13 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
-from planflow.annex_xlsx import criterion_scores
 from planflow.flows.runtime import RunRef, engine_for
 from planflow.flows.served_plans import ServedPlanError, plans_by_id
 from planflow.portal.links import BadLink, Claim, read_link
-from planflow.summary import build_summary
 from planflow.unit_links import generation
 
 OPEN, SUBMITTED, CLOSED, NOT_OPEN = "open", "submitted", "closed", "not_open"
+STATES = {"open": OPEN, "submitted": SUBMITTED, "missing": CLOSED}  # a work item's status -> the link's state
 EXPIRED = "Đường dẫn đã hết hạn/đã đóng"
 
 
@@ -32,32 +31,40 @@ class Refusal(Exception):
 
 
 @dataclass(frozen=True)
-class Sent:
-    """What the unit sent, as the store keeps it."""
-
-    submitted_at: dt.datetime
-    scores: dict
-    total: float | None
-    late: bool
-
-
-@dataclass(frozen=True)
 class Task:
-    """The task a link opens: its plan, unit, element and form, and its state now."""
+    """The task a link opens: its plan, unit, element and form, and its state now. ``item`` is
+    the unit's latest round of the task (``planflow.submissions.UnitItem``; None before it
+    opens), ``rounds`` how many times it was asked."""
 
     claim: Claim
     engine: object  # planflow.Engine of the instance's version of the plan
     root_id: int
     unit: object  # planflow.model.Unit
-    element: object  # planflow.model.Element (a user task with a criteria form)
+    element: object  # planflow.model.Element (a user task with a criteria form or a deciding form)
     form: object  # planflow.model.Form
     state: str  # OPEN, SUBMITTED, CLOSED or NOT_OPEN
-    due_at: dt.datetime | None
-    sent: Sent | None = None
+    item: object | None = None
+    rounds: int = 0
 
     @property
     def plan(self):
         return self.engine.plan
+
+    @property
+    def due_at(self) -> dt.datetime | None:
+        return self.item.due_at if self.item is not None else None
+
+    def correctable(self, now: dt.datetime) -> bool:
+        """Whether the unit may send a corrected report now: the definition's rule
+        (``corrections: before_due``), the task still waiting on units, its due moment ahead."""
+        item = self.item
+        return (self.state == SUBMITTED and self.element.corrections == "before_due" and item.task_waiting
+                and now.replace(microsecond=0) <= item.due_at)
+
+    @property
+    def decides(self) -> bool:
+        """A reviewer's task (the form decides: approve, return…), not a unit's self-evaluation."""
+        return self.form.kind != "criteria"
 
 
 def claim_of(secret: str, token: str) -> Claim:
@@ -85,12 +92,14 @@ def engine_of(definition: str | Path, db_url: str, key: str):
     return engine_for(RunRef(definition=str(path), db_url=db_url, root_key=key))
 
 
-def criteria_element(plan, element_id: str):
+def portal_element(plan, element_id: str):
+    """The user task a link may open: one on a criteria form (a unit's self-evaluation) or on a
+    form that decides (a reviewer's decision); None for any other element."""
     for process in [plan.definition.main, *plan.definition.subprocesses]:
         for element in process.elements:
-            if element.id == element_id and element.type == "userTask" and element.form \
-                    and plan.forms[element.form].kind == "criteria":
-                return element
+            if element.id == element_id and element.type == "userTask" and element.form in plan.forms:
+                form = plan.forms[element.form]
+                return element if form.kind == "criteria" or form.decides else None
     return None
 
 
@@ -100,29 +109,13 @@ def resolve(secret: str, token: str, definition: str | Path, db_url: str) -> Tas
     engine = engine_of(definition, db_url, claim.key)
     root_id = engine.instance_id(claim.key)
     unit = engine.plan.registry.get(claim.unit)
-    element = criteria_element(engine.plan, claim.element)
+    element = portal_element(engine.plan, claim.element)
     if root_id is None or unit is None or element is None:
         raise gone("Kỳ báo cáo hoặc nhiệm vụ của đường dẫn này không còn trên hệ thống.")
     if generation(engine.db, root_id, claim.unit) != claim.generation:
         raise gone("Đơn vị đã được cấp đường dẫn mới; đường dẫn này không còn dùng được. "
                    "Vui lòng mở đường dẫn trong văn bản mới nhất.", "Đường dẫn đã bị thu hồi")
-    form = engine.plan.forms[element.form]
-    state, due_at, sent = task_state(engine, root_id, claim)
-    return Task(claim, engine, root_id, unit, element, form, state, due_at, sent)
-
-
-def task_state(engine, root_id: int, claim: Claim) -> tuple[str, dt.datetime | None, Sent | None]:
-    """(state, due moment, what was sent) of the unit's work item for the link's task."""
-    for item in engine.open_work(root_id):
-        if item.unit_code == claim.unit and item.element_id == claim.element:
-            return OPEN, item.due_at, None
-    row = build_summary(engine, root_id)["units"].get(claim.unit)
-    if row is None or row["element"] != claim.element:
-        return NOT_OPEN, None, None
-    due = dt.datetime.fromisoformat(row["due"]) if row["due"] else None
-    if row["status"] not in ("on_time", "late"):
-        return CLOSED, due, None
-    with engine.db.connect() as conn:
-        scores = criterion_scores(conn, engine.plan, engine.tree(root_id)).get(claim.unit, {})
-    sent = Sent(dt.datetime.fromisoformat(row["submitted_at"]), scores, row["score"], row["status"] == "late")
-    return SUBMITTED, due, sent
+    items = engine.unit_items(root_id, claim.unit, claim.element)
+    latest = items[-1] if items else None
+    state = NOT_OPEN if latest is None else STATES[latest.status]
+    return Task(claim, engine, root_id, unit, element, engine.plan.forms[element.form], state, latest, len(items))

@@ -1,7 +1,8 @@
 """The units' portal: the page a unit opens from its personal link, and its report.
 
 ``create_app(definition, db_url, secret, files_dir)`` is a FastAPI app with two routes,
-``GET /u/{token}`` (the task, or what the unit sent) and ``POST /u/{token}`` (the report).
+``GET /u/{token}`` (the task, or what was sent; ``views``) and ``POST /u/{token}`` (a unit's
+report, ``reporting``, or a reviewer's decision, ``review``).
 The unit, the plan instance and the task come from the signed token only; the time of
 receipt is the server's clock. Every response carries the security headers; every refusal
 is a Vietnamese page and records nothing. The token is never logged.
@@ -23,10 +24,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from planflow.clock import now_of
 from planflow.portal import access
 from planflow.portal.links import MIN_SECRET
-from planflow.portal.pages import groups_view, render, task_context, time_text
-from planflow.portal.reporting import SCORE_FIELD, ReportRefused, report
-from planflow.portal.security import (CSRF_COOKIE, CSRF_FIELD, RateLimit, csrf_field, csrf_ok, new_csrf_cookie,
-                                      security_headers, token_tag)
+from planflow.portal.pages import render, task_context
+from planflow.portal.reporting import ReportRefused, report
+from planflow.portal.review import decide
+from planflow.portal.security import CSRF_COOKIE, CSRF_FIELD, RateLimit, csrf_ok, security_headers, token_tag
+from planflow.portal.views import decided_page, sent_page, task_page
 from planflow.portal.uploads import UploadRefused, max_upload, size_text
 
 log = logging.getLogger("planflow.portal")
@@ -62,33 +64,6 @@ class Portal:
             return None
         return self.refusal(request, 429, "Quá nhiều yêu cầu",
                             "Đường dẫn này được mở quá nhiều lần trong thời gian ngắn. Vui lòng thử lại sau một phút.")
-
-    def task_page(self, request: Request, task, status: int = 200, error: str | None = None,
-                  values: dict | None = None) -> HTMLResponse:
-        """The page of a task in its state: the form (open), what was sent, not open yet, closed."""
-        now = self.now(task)
-        context = task_context(task, now)
-        if task.state == access.SUBMITTED:
-            sent, context["days_left"] = task.sent, None
-            return self.page(request, "sent.html.j2", status, **context, groups=groups_view(task.form, sent.scores),
-                             total=sent.total, received=time_text(task.plan, sent.submitted_at), late=sent.late,
-                             sha256=None, file_name=None)
-        if task.state == access.NOT_OPEN:
-            return self.refusal(request, status, "Nhiệm vụ chưa mở",
-                                f"Nhiệm vụ “{task.element.name}” của {task.unit.name} chưa mở. Đơn vị sẽ nhận "
-                                "được văn bản kèm đường dẫn khi nhiệm vụ bắt đầu.")
-        if task.state == access.CLOSED:
-            return self.refusal(request, 410, access.EXPIRED,
-                                f"Nhiệm vụ “{task.element.name}” đã đóng; hệ thống không nhận báo cáo qua đường dẫn "
-                                "này nữa. Vui lòng liên hệ Sở Nội vụ.")
-        cookie = request.cookies.get(CSRF_COOKIE) or new_csrf_cookie()
-        response = self.page(request, "task.html.j2", status, **context, groups=groups_view(task.form),
-                             step=task.form.step, score_field=SCORE_FIELD, error=error, values=values or {},
-                             csrf_name=CSRF_FIELD, csrf=csrf_field(self.secret, cookie, request.path_params["token"]),
-                             max_upload=size_text(self.upload_limit))
-        response.set_cookie(CSRF_COOKIE, cookie, httponly=True, samesite="strict", path="/u/",
-                            secure=request.url.scheme == "https")
-        return response
 
 
 def create_app(definition, db_url: str, secret: str | None, files_dir, clock: Callable[[], dt.datetime] | None = None,
@@ -129,7 +104,7 @@ def create_app(definition, db_url: str, secret: str | None, files_dir, clock: Ca
         except access.Refusal as exc:
             log.info("link %s refused: %s", token_tag(token), exc.title)
             return portal.refusal(request, exc.status, exc.title, exc.message)
-        return portal.task_page(request, task)
+        return task_page(portal, request, task)
 
     @app.post("/u/{token}", response_class=HTMLResponse)
     async def send_report(token: str, request: Request):
@@ -139,6 +114,8 @@ def create_app(definition, db_url: str, secret: str | None, files_dir, clock: Ca
 
 
 async def receive_report(portal: Portal, token: str, request: Request) -> HTMLResponse:
+    """A unit's report or a reviewer's decision, checked, recorded through the engine; then
+    the page of what was sent (read back from the store)."""
     refused = portal.limited(request, token)
     if refused is not None:
         return refused
@@ -152,8 +129,8 @@ async def receive_report(portal: Portal, token: str, request: Request) -> HTMLRe
     except access.Refusal as exc:
         log.info("report on link %s refused: %s", token_tag(token), exc.title)
         return portal.refusal(request, exc.status, exc.title, exc.message)
-    if task.state != access.OPEN:
-        return portal.task_page(request, task, status=409)
+    if task.state != access.OPEN and not task.correctable(portal.now(task)):
+        return task_page(portal, request, task, status=409)
     async with request.form(max_files=1, max_fields=200, max_part_size=64 * 1024) as fields:
         if not csrf_ok(portal.secret, request.cookies.get(CSRF_COOKIE), fields.get(CSRF_FIELD), token):
             return portal.refusal(request, 403, "Phiên làm việc không hợp lệ",
@@ -161,13 +138,19 @@ async def receive_report(portal: Portal, token: str, request: Request) -> HTMLRe
                                   "Vui lòng mở lại đường dẫn và gửi lại.")
         now = portal.now(task)
         try:
-            receipt = await report(task, fields, portal.files_dir, portal.upload_limit, now)
+            if task.decides:
+                await decide(task, fields, now)
+            else:
+                await report(task, fields, portal.files_dir, portal.upload_limit, now)
         except (ReportRefused, UploadRefused) as exc:
             log.info("report of %s refused: %s", task.unit.code, exc.message)
             typed = {k: v for k, v in fields.items() if isinstance(v, str) and k != CSRF_FIELD}
-            return portal.task_page(request, task, status=exc.status, error=exc.message, values=typed)
+            return task_page(portal, request, task, status=exc.status, error=exc.message, values=typed)
     log.info("report of %s received (link %s)", task.unit.code, token_tag(token))
-    context = {**task_context(task, now), "days_left": None}
-    return portal.page(request, "sent.html.j2", 200, **context, groups=groups_view(task.form, receipt.scores),
-                       total=receipt.total, received=time_text(task.plan, receipt.received_at), late=receipt.late,
-                       sha256=receipt.upload.sha256, file_name=receipt.upload.name, just_sent=True)
+    task = await run_in_threadpool(access.resolve, portal.secret, token, portal.definition, portal.db_url)
+    return sent_page_of(portal, request, task)
+
+
+def sent_page_of(portal: Portal, request: Request, task) -> HTMLResponse:
+    context = {**task_context(task, portal.now(task)), "communes": [], "days_left": None}
+    return (decided_page if task.decides else sent_page)(portal, request, task, context, just_sent=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from planflow.notifications.vn_format import vn_number
+from planflow.report import plan_words
 
 TEMPLATES = Path(__file__).parent / "templates"
 ENV = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=StrictUndefined,
@@ -74,4 +75,6 @@ def task_context(task, now: dt.datetime) -> dict:
     return {"unit_name": task.unit.name, "plan_name": plan.definition.name, "task_name": task.element.name,
             "form_title": task.form.title, "due": due_text(plan, task.due_at) if task.due_at else None,
             "days_left": days_left_text(plan, now, task.due_at) if task.due_at else None,
-            "receipt_number": receipt_number(task.claim.key, task.claim.unit, task.claim.element)}
+            "receipt_number": receipt_number(task.claim.key, task.claim.unit, task.claim.element),
+            "coordinator": plan_words(plan)["coordinator"],
+            "due_label": "Hạn cho ý kiến" if task.decides else "Hạn báo cáo"}

@@ -13,6 +13,7 @@ from pathlib import Path
 from starlette.concurrency import run_in_threadpool
 
 from planflow import Submission, SubmissionError
+from planflow.portal.pages import receipt_number
 from planflow.portal.uploads import Upload, UploadRefused, receive
 from planflow.submissions import score_payload
 
@@ -92,10 +93,12 @@ async def report(task, fields, files_dir: Path, limit: int, now: dt.datetime) ->
     upload = await receive(file, files_dir, limit)
     payload = {"scores": scores, "notes": notes, "file": upload.payload()}
     actor = f"unit:{task.unit.code} (đường dẫn cá nhân)"
+    receipt = {"number": receipt_number(task.claim.key, task.unit.code, task.element.id),
+               "file": {"name": upload.name, "sha256": upload.sha256}}
     try:
         recorded = await run_in_threadpool(
-            task.engine.submit, [Submission(task.unit.code, now, payload, task.element.id, actor=actor)], now,
-            root_id=task.root_id)
+            task.engine.submit, [Submission(task.unit.code, now, payload, task.element.id, actor=actor,
+                                            receipt=receipt)], now, root_id=task.root_id)
     except SubmissionError as exc:
         log.info("report of %s refused by the engine: %s", task.unit.code, exc)
         recorded = 0

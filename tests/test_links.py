@@ -179,8 +179,19 @@ def test_reissuing_a_link_sends_the_unit_a_new_one_and_audits_who_and_why(linked
     assert entry.detail == {"generation": 1, "reason": "Thư điện tử của xã bị chuyển tiếp nhầm"}
 
 
+def test_the_reviewers_link_is_reissued_to_its_review(linked):
+    """Ban Dân vận Tỉnh ủy evaluates nothing itself; its link opens the review it decides."""
+    before = {x.name for x in _letters(linked.tmp / "outbox")}
+    result = _reissue(linked, "ban-dan-van-tinh-uy")
+    assert result.exit_code == 0, result.output
+    (letter,) = [x for x in _letters(linked.tmp / "outbox") if x.name not in before]
+    (url,) = re.findall(r"Đường dẫn xem báo cáo và gửi ý kiến thẩm định: (\S+)", letter.text)
+    assert read_link(SECRET, url.rsplit("/u/", 1)[1]) == Claim(KEY, "ban-dan-van-tinh-uy", "review", 1)
+    assert "Ban Dân vận Tỉnh ủy thẩm định" in letter.text
+
+
 @pytest.mark.parametrize("unit, said", [("xa-khong-co-that", "xa-khong-co-that"),
-                                        ("ban-dan-van-tinh-uy", "không có nhiệm vụ tự đánh giá")])
+                                        ("uy-ban-mttq-tinh", "không có nhiệm vụ tự đánh giá hay thẩm định")])
 def test_a_unit_unknown_or_without_a_task_is_refused_and_nothing_is_written(linked, unit, said):
     before = _written(linked)
     result = _reissue(linked, unit)

@@ -13,79 +13,25 @@ import hashlib
 import io
 import re
 import zipfile
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from planflow import Engine, connect
+from planflow import outbox
 from planflow import store as s
+from planflow.notifications import render
 from planflow.portal.app import PortalConfigError, create_app
-from planflow.portal.links import Claim, sign_link
-from planflow.simulation import EngineActions, first_start
-from planflow.unit_links import generation, reissue
+from planflow.simulation import EngineActions
+from planflow.unit_links import reissue
 
-REPO = Path(__file__).resolve().parents[1]
-PLAN = REPO / "definitions" / "hai-duong-dan-van-2022.yaml"
-KEY = "hai-duong-dan-van-2022/2022"
-SECRET = "kiểm-thử-bí-mật-của-cổng-thông-tin-0123456789"
-COMMUNE = "ubnd-tp-hai-duong--phuong-cam-thuong"  # UBND phường Cẩm Thượng
-NEIGHBOUR = "ubnd-tp-hai-duong--phuong-binh-han"
-DISTRICT = "ubnd-thanh-pho-hai-duong"
-TASK = "commune_self_evaluation"
-PDF = b"%PDF-1.4\n% bao cao co chu ky\n%%EOF\n"
-
-
-class Site:
-    """A started 2022 instance, its portal, the portal's clock and the store's counts."""
-
-    def __init__(self, plan, db_url: str, files: Path, **options):
-        self.plan, self.db = plan, connect(db_url)
-        self.engine = Engine(plan, self.db)
-        start = first_start(plan)
-        self.root = self.engine.start(KEY, start, replay=True)
-        EngineActions(self.engine, self.root).drain(start)
-        self.now = dt.datetime(2022, 11, 20, 9, 30, 15, tzinfo=plan.calendar.tz)
-        self.files = files
-        self.app = create_app(PLAN, db_url, SECRET, files, clock=lambda: self.now, **options)
-        self.client = TestClient(self.app)
-
-    def link(self, unit: str = COMMUNE, element: str = TASK, gen: int | None = None) -> str:
-        gen = generation(self.db, self.root, unit) if gen is None else gen
-        return f"/u/{sign_link(SECRET, Claim(KEY, unit, element, gen))}"
-
-    def counts(self) -> tuple:
-        with self.db.connect() as conn:
-            return (conn.scalar(select(func.count()).select_from(s.submissions)),
-                    conn.scalar(select(func.count()).select_from(s.audit)),
-                    tuple(conn.execute(select(s.work_items.c.status, func.count())
-                                       .group_by(s.work_items.c.status).order_by(s.work_items.c.status)).all()),
-                    sorted(p.name for p in self.files.glob("*")) if self.files.exists() else [])
-
-    def form(self, path: str) -> dict:
-        """The form's hidden CSRF value from the page (the cookie stays in the client)."""
-        page = self.client.get(path)
-        assert page.status_code == 200, page.text
-        return {"csrf": re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)}
-
-    def scores(self, **override) -> dict:
-        form = self.plan.forms["self-evaluation"]
-        typed = {f"score-{c}": str(i.max) for c, i in form.items.items() if not i.auto_from_workflow}
-        return typed | {f"score-{c.replace('_', '.')}": v for c, v in override.items()}
-
-    def post(self, path: str, data: dict, file=("bao-cao.pdf", PDF, "application/pdf")):
-        return self.client.post(path, data=data, files={"file": file} if file else None)
+from tests.portal_site import COMMUNE, DISTRICT, KEY, NEIGHBOUR, PDF, PLAN, SECRET, Site, text_of
 
 
 @pytest.fixture
 def site(plan, db_url, tmp_path, monkeypatch):
     monkeypatch.delenv("PREFECT_API_URL", raising=False)  # no Prefect server: the event is logged as not sent
     return Site(plan, db_url, tmp_path / "files")
-
-
-def text_of(response) -> str:
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", response.text.split("<main>")[1]))
 
 
 def test_a_unit_sees_its_task_and_its_report_is_recorded_at_the_servers_time(site):
@@ -127,11 +73,19 @@ def test_a_unit_sees_its_task_and_its_report_is_recorded_at_the_servers_time(sit
     assert row.payload["scores"]["g1.1"] == 4.5 and row.payload["notes"] == "Đã triển khai <b>đủ</b>"
     assert row.payload["file"] == {"sha256": digest, "name": name, "size": len(PDF), "type": "pdf"}
     assert actor == f"unit:{COMMUNE} (đường dẫn cá nhân)"
+    with site.db.connect() as conn:  # the receipt letter, queued with the report
+        letter = conn.execute(select(s.outbox).where(s.outbox.c.kind == "receipt")).one()
+    context = outbox.render_context(site.plan, letter)
+    assert (letter.recipient, context["receipt"]["file"]["sha256"], context["total"]) == (COMMUNE, digest, 99.5)
+    message = render("receipt", context)
+    number = re.search(r"Số tiếp nhận: (\S+)", text_of(receipt)).group(1)
+    assert f"(số tiếp nhận {number})" in message.subject and "UBND phường Cẩm Thượng" in message.subject
+    assert "lúc 14 giờ 05 ngày 20 tháng 11 năm 2022" in message.text and "99,5 điểm" in message.text and digest in message.text
+    assert "&lt;img src=x" in message.html and "<img src=x" not in message.html
 
     again = site.client.get(path)  # the unit opens its link again: what it sent, no form
     shown = text_of(again)
     assert again.status_code == 200 and "Đơn vị đã gửi báo cáo" in shown and 'type="file"' not in again.text
-    number = re.search(r"Số tiếp nhận: (\S+)", text_of(receipt)).group(1)
     assert f"Số tiếp nhận: {number}" in shown  # the same number each time
     assert "14:05:09 ngày 20/11/2022" in shown and "4,5 / 5" in shown
     before = site.counts()
@@ -191,10 +145,21 @@ def test_a_closed_task_is_gone(site):
     assert site.counts() == before
 
 
-def test_a_task_not_open_yet_says_so(site):
+def test_a_task_not_open_yet_says_so_and_a_district_sees_its_communes(site):
     path = site.link(DISTRICT, "district_self_evaluation")  # opens once its communes are aggregated
     page = site.client.get(path)
     assert page.status_code == 200 and "Nhiệm vụ chưa mở" in text_of(page) and "<form" not in page.text
+    communes = [u for u in site.plan.registry.group("communes") if u.parent == DISTRICT]
+    assert f"Tiến độ báo cáo của cấp xã (0/{len(communes)} đã báo cáo)" in text_of(page)
+    assert all(u.name in text_of(page) for u in communes)
+    site.now = site.now.replace(hour=10)
+    commune = site.link()
+    assert site.post(commune, site.form(commune) | site.scores()).status_code == 200
+    shown = text_of(site.client.get(path))
+    assert f"(1/{len(communes)} đã báo cáo)" in shown
+    assert "UBND phường Cẩm Thượng đã báo cáo đúng hạn 10:30:15 ngày 20/11/2022 100" in shown
+    assert "UBND phường Bình Hàn đang thực hiện" in shown
+    assert "Tiến độ báo cáo của cấp xã" not in text_of(site.client.get(commune))  # a commune has none
     before = site.counts()
     assert site.post(path, {"csrf": "x"} | site.scores()).status_code == 409
     assert site.counts() == before

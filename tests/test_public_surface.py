@@ -31,7 +31,7 @@ NOTIFICATIONS = [
 ENGINE_METHODS = [
     "advance", "element_of_token", "fire_timers", "instance", "instance_id", "next_deadline_at", "next_timer_at",
     "open_work", "ready_steps", "record_incident", "retrigger", "run_step", "set_clock", "stalled", "start",
-    "submit", "sweep", "tree", "units",
+    "submit", "sweep", "tree", "unit_items", "units",
 ]
 
 # what flows/ (Prefect, the CLI) may use of the engine, module by module
@@ -49,17 +49,18 @@ ENGINE_FOR_FLOWS = {
     "planflow.outbox": ["queue_letters", "STATUSES", "claim", "deliverable", "env_number", "mark_sent", "max_attempts", "release",
                         "render_context", "requeue_failed", "statuses", "worker_id", "failed_rows"],
     "planflow.unit_labels": ["district_name", "element_name", "step_label", "unit_label", "unit_name"],
-    "planflow.letters": ["coordinator", "criteria_tasks", "rows_for_link", "sender_address", "task_due"],
+    "planflow.letters": ["coordinator", "criteria_tasks", "decision_task", "rows_for_link", "sender_address", "task_due",
+                         "user_task"],
     "planflow.unit_links": ["LinkError", "generation", "reissue"],
     "planflow.submissions": ["score_payload"],
     "planflow.annex_xlsx": ["criterion_scores"],
     "planflow.progress": ["instance_progress"],
     "planflow.registry_build": ["RegistryBuildError", "build_registry", "checked_text"],
-    "planflow.report": ["latest_markdown"],
+    "planflow.report": ["latest_markdown", "plan_words", "reviews_of"],
     "planflow.scenario": ["default_scenario"],
     "planflow.simulation": ["SimulationStuck", "first_start", "run_year"],
     "planflow.status": ["instances_status", "masked_url", "outbox_overview"],
-    "planflow.status_words": ["QD42", "REPORT", "qd42_status"],
+    "planflow.status_words": ["QD42", "REPORT", "moment_status", "qd42_status"],
     "planflow.summary": ["build_summary"],
 }
 
