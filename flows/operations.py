@@ -35,7 +35,7 @@ from typing import Annotated, Optional
 from prefect import flow, get_run_logger
 from pydantic import Field
 
-from planflow import load_plan
+from planflow import load_plan, outbox
 from planflow.clock import ClockError, now_of, real_now
 from planflow.clock import set_replay_clock as set_clock_of
 from planflow.flows import operator_actions
@@ -126,8 +126,11 @@ async def advance():
     ref = plan_ref()
 
     async def body() -> None:
-        _, now = started(ref)
+        engine, now = started(ref)
         await _drive_and_publish(ref, now)
+        # letters a report queued itself (a receipt to a unit that reported through its link)
+        if outbox.deliverable(engine.db, instance_ids=engine.tree(root_id(ref))):
+            delivery_task()(ref, now)
 
     return await concluded(ref, body)
 

@@ -301,10 +301,16 @@ def decision_line(d: dict, tz) -> str:
     """"- **Lần 1** — Ban Dân vận Tỉnh ủy, 20/12/2022 09:00 (+07:00). Kết luận: **Trả lại, đề
     nghị bổ sung**. Ý kiến: “…”." — a line that wraps (a table cell would be cut off)."""
     at = d["at"].astimezone(tz)
-    parts = [f"{label}: " + (f"**{answer}**" if choice else "không có" if answer == MISSING else f"“{answer}”")
+    parts = [f"{label}: " + (f"**{answer}**" if choice else "không có" if answer == MISSING else f"“{_typed(answer)}”")
              for label, answer, choice in d["answers"]]
     return f"- **Lần {d['round']}** — {d['by']}, {short_datetime(at)} ({at.isoformat()[-6:]}). " + \
         "".join(f"{p.replace(chr(10), ' ')}. " for p in parts).rstrip()
+
+
+def _typed(text: str) -> str:
+    """What a reviewer typed, as Markdown text: no HTML a renderer would take as markup (the
+    report is shown in the Prefect UI and the portal)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def review_heading(plan, form) -> str:

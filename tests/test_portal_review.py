@@ -111,7 +111,9 @@ def test_the_reviewer_returns_the_report_by_name_and_the_next_round_opens(site):
     assert approved.status_code == 200 and "Kết luận: Thống nhất" in text_of(approved)
     EngineActions(site.engine, site.root).drain(site.now)
     assert "review" not in open_elements(site)
-    assert "Lê Văn Cường (Ban Dân vận Tỉnh ủy)" in latest_markdown(site.engine, site.root)
+    markdown = latest_markdown(site.engine, site.root)
+    assert "Lê Văn Cường (Ban Dân vận Tỉnh ủy)" in markdown
+    assert "“Đề nghị bổ sung số liệu &lt;b&gt;cấp xã&lt;/b&gt; quá hạn.”" in markdown  # no markup in the report
 
 
 def test_the_review_request_carries_the_reviewers_link(site):
