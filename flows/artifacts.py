@@ -22,6 +22,8 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_progress_artifa
 from planflow.documents import documents_dir, latest
 from planflow.notifications.vn_format import short_datetime
 from planflow.progress import instance_progress
+from planflow.flows.diagram_artifact import WHAT as DIAGRAM
+from planflow.flows.diagram_artifact import publish_diagram
 from planflow.flows.runtime import RunRef, engine_for, root_id
 
 TIER_KEYS = {"department": "progress-departments", "district": "progress-districts", "commune": "progress-communes"}
@@ -98,6 +100,8 @@ async def publish_artifacts(ref: RunRef, as_of: dt.datetime) -> dict:
     if charts:
         links["charts"] = ("Biểu đồ", str(await acreate_markdown_artifact(
             key=artifact_key(key, "charts"), markdown=charts, description=f"Biểu đồ tiến độ — lúc {when} ({key})")))
+    links[DIAGRAM] = ("Sơ đồ quy trình và tình hình",
+                      await publish_diagram(engine, root, key, artifact_key(key, DIAGRAM), as_of))
     if view.report:
         links["report"] = ("Báo cáo tổng hợp", str(await acreate_markdown_artifact(
             key=artifact_key(key, "report"), markdown=view.report + documents_note(ref, root),

@@ -16,6 +16,8 @@ from planflow.flows import cli_calendar  # noqa: F401, I001
 from planflow.flows import cli_registry  # noqa: F401, I001
 from planflow.flows import cli_links  # noqa: F401, I001
 from planflow.flows import cli_portal  # noqa: F401, I001
+from planflow.flows import cli_bpmn  # noqa: F401, I001
+from planflow.flows import cli_diagram  # noqa: F401, I001
 from planflow.flows.cli_common import app
 
 cli_registry.register(app)

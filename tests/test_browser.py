@@ -24,6 +24,7 @@ without them unless PLANFLOW_REQUIRE_BROWSER=1 (CI), where it fails.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -423,18 +424,25 @@ def _portal(served, tmp_path: Path):
         _stop(proc, "planflow portal")
 
 
-def _commune_letter_link(served) -> str:
-    """The personal link in the commune's dissemination letter, as the clerk reads it."""
+def _letters_to(served, address: str) -> list[tuple[str, str]]:
+    """(subject, plain text) of every letter the SMTP server took for ``address``."""
     import email
     import email.policy
 
+    out = []
     for envelope in served["mailbox"].envelopes:
-        if COMMUNE_MAIL in envelope.rcpt_tos:
+        if address in envelope.rcpt_tos:
             msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-            text = msg.get_body(preferencelist=("plain",)).get_content()
-            found = re.search(r"Đường dẫn báo cáo của đơn vị: (\S+)", text)
-            if found:
-                return found.group(1)
+            out.append((str(msg["Subject"]), msg.get_body(preferencelist=("plain",)).get_content()))
+    return out
+
+
+def _commune_letter_link(served) -> str:
+    """The personal link in the commune's dissemination letter, as the clerk reads it."""
+    for _, text in _letters_to(served, COMMUNE_MAIL):
+        found = re.search(r"Đường dẫn báo cáo của đơn vị: (\S+)", text)
+        if found:
+            return found.group(1)
     raise AssertionError("no letter to UBND phường Cẩm Thượng carries its personal link")
 
 
@@ -489,6 +497,11 @@ def _commune_reports_through_its_link(served, tmp_path: Path) -> None:
     progress = server.post("/artifacts/filter", {"artifacts": {"key": {"any_": [
         f"hai-duong-dan-van-2022-2022-progress-communes"]}}, "sort": "CREATED_DESC", "limit": 1})
     assert progress and progress[0]["description"].startswith("UBND cấp xã: 1/235 đơn vị đã báo cáo"), progress
+    # the advance run delivered the receipt letter: the number and the file's SHA-256 the page showed
+    number = re.search(r"Số tiếp nhận:\s*(\S+)", receipt).group(1)
+    digest = hashlib.sha256(pdf.read_bytes()).hexdigest()
+    receipts = [text for subject, text in _letters_to(served, COMMUNE_MAIL) if f"số tiếp nhận {number}" in subject]
+    assert len(receipts) == 1 and digest in receipts[0] and digest in receipt, _tail(served["log"])
 
 
 def _typo_is_impossible(served) -> None:
@@ -653,6 +666,17 @@ def test_operator_runs_the_plan_from_the_prefect_ui(served, tmp_path):
                 edges = table.locator("th").evaluate_all("hs => hs.slice(0, 4).map(h => h.getBoundingClientRect().right)")
                 _shot(page, f"9-{what}-table")
                 assert max(edges) <= right, (what, edges, right, headers)
+
+            # where the plan stands, drawn on its diagram (issue 14): the latest of the instance
+            found = server.post("/artifacts/filter", {"artifacts": {"key": {"any_": [
+                "hai-duong-dan-van-2022-2022-diagram"]}}, "sort": "CREATED_DESC", "limit": 1})
+            assert found and re.search(r"\*\*\d+/265 đơn vị đã báo cáo", found[0]["data"]), found
+            page.goto(f"{server.base}/artifacts/artifact/{found[0]['id']}")
+            picture = page.locator('img[src^="data:image/svg+xml"]').first
+            expect(picture).to_be_visible()
+            assert picture.evaluate("i => i.complete && i.naturalWidth") > 1000  # the SVG was decoded
+            expect(page.get_by_text("Có đơn vị quá hạn").first).to_be_visible()
+            _shot(page, "9c-diagram-artifact")
 
             # Ban Dân vận's decision, with its reviewer: the closings of 19/12 bring the report
             _replay_clock(served, "2022-12-19", "08:00")

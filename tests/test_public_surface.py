@@ -62,6 +62,12 @@ ENGINE_FOR_FLOWS = {
     "planflow.status": ["instances_status", "masked_url", "outbox_overview"],
     "planflow.status_words": ["QD42", "REPORT", "moment_status", "qd42_status"],
     "planflow.summary": ["build_summary"],
+    "planflow.bpmn.export": ["SchemaProblem", "export_bpmn"],
+    "planflow.bpmn.importer": ["import_bpmn", "read_bpmn"],
+    "planflow.bpmn.layout": ["layout"],
+    "planflow.bpmn.diagram": ["RenderError", "render"],
+    "planflow.bpmn.plan_state": ["plan_state"],
+    "planflow.bpmn.state_markdown": ["state_markdown"],
 }
 
 
