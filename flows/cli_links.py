@@ -87,7 +87,11 @@ def _unit_task(engine, root: int, code: str):
     if element is None:
         raise LinkRefused(f"đơn vị '{code}' ({unit.name}) không có nhiệm vụ tự đánh giá hay thẩm định trong kế "
                           f"hoạch '{plan.id}' nên không có đường dẫn / no self-evaluation or review task")
-    open_due = [w.due_at for w in engine.open_work(root) if w.unit_code == code and w.element_id == element.id]
+    items = engine.unit_items(root, code, element.id)
+    if items and items[-1].status == "missing":
+        raise LinkRefused(f"nhiệm vụ “{element.name}” của '{code}' ({unit.name}) đã đóng, đơn vị không còn báo "
+                          "cáo được qua đường dẫn: không cấp lại / the task is closed")
+    open_due = [w.due_at for w in items if w.status == "open"]
     return unit, element, open_due[0] if open_due else task_due(plan, element)
 
 
@@ -106,7 +110,7 @@ def reissue(
 ) -> None:
     """Revoke UNIT's personal link (every link sent before stops working) and send it a new
     one by letter; written to the audit log with the actor and the reason."""
-    from planflow import letters, outbox, unit_links
+    from planflow import letters, unit_links
     from planflow.clock import now_of
     from planflow.flows.delivery import channel_for
     from planflow.flows.cli_operate import existing_store
@@ -124,13 +128,16 @@ def reissue(
     except (LinkRefused, ValueError, LookupError, *user_errors()) as exc:
         fail(exc)
     as_of = now_of(engine, ref.root_key)
-    try:
-        generation = unit_links.reissue(engine.db, root, found.code, actor=actor, reason=reason, as_of=as_of)
+
+    def letter(generation: int) -> list[dict]:
+        return letters.rows_for_link(engine.plan, root, found, element, generation=generation, due=due, as_of=as_of)
+
+    try:  # the new generation and its letter in one transaction
+        generation = unit_links.reissue(engine.db, root, found.code, actor=actor, reason=reason, as_of=as_of,
+                                        letters=letter)
     except unit_links.LinkError as exc:
         fail(exc)
-    rows = letters.rows_for_link(engine.plan, root, found, element, generation=generation, due=due, as_of=as_of)
-    outbox.queue_letters(engine.db, rows, as_of)
-    _deliver(ref, engine, root, rows[0]["key"], channel, as_of)
+    _deliver(ref, engine, root, letter(generation)[0]["key"], channel, as_of)
     out.print(f"[green]OK[/green] {found.code} ({found.name}): đã thu hồi các đường dẫn cũ, gửi đường dẫn mới "
               f"(lần cấp {generation}) tới {found.email or '?'} — {actor}: {reason}", highlight=False, soft_wrap=True)
 

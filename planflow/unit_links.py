@@ -9,10 +9,11 @@ from then on. The link's secret never reaches the store: only the generation doe
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from sqlalchemy import select, update
 
-from planflow import audit
+from planflow import audit, outbox
 from planflow import store as s
 
 __all__ = ["LinkError", "generation", "reissue"]
@@ -29,8 +30,11 @@ def generation(db, root_id: int, unit_code: str) -> int:
             s.unit_links.c.instance_id == root_id, s.unit_links.c.unit_code == unit_code)) or 0
 
 
-def reissue(db, root_id: int, unit_code: str, *, actor: str, reason: str, as_of: dt.datetime) -> int:
-    """Revoke the unit's links and return the new generation; audited with actor and reason."""
+def reissue(db, root_id: int, unit_code: str, *, actor: str, reason: str, as_of: dt.datetime,
+            letters: Callable[[int], list[dict]] | None = None) -> int:
+    """Revoke the unit's links and return the new generation; audited with actor and reason.
+    ``letters(generation)``: the letters that give the unit its new link, queued in the same
+    transaction (a link is never revoked without its replacement on its way)."""
     if not (actor or "").strip() or not (reason or "").strip():
         raise LinkError("name the operator (actor) and the reason: both go to the audit log")
     with db.begin() as conn:
@@ -50,6 +54,8 @@ def reissue(db, root_id: int, unit_code: str, *, actor: str, reason: str, as_of:
             new = _bump(conn, root_id, unit_code)
         audit.record(conn, as_of, root_id, actor.strip(), "link.reissued", unit_code=unit_code,
                      detail={"generation": new, "reason": reason.strip()})
+        if letters is not None:
+            outbox.queue(conn, letters(new), as_of)
     return new
 
 

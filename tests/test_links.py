@@ -200,6 +200,22 @@ def test_a_unit_unknown_or_without_a_task_is_refused_and_nothing_is_written(link
     assert _written(linked) == before
 
 
+def test_a_closed_tasks_link_is_not_reissued(tmp_path):
+    """Once its task has closed the unit can no longer report: no new link, nothing written."""
+    import datetime as dt
+
+    from planflow.simulation import EngineActions
+
+    year = _start(tmp_path, portal=True)
+    closed = dt.datetime(2022, 12, 7, 9, tzinfo=year.plan.calendar.tz)  # communes close 07/12 08:00
+    year.engine.fire_timers(closed, root_id=year.root)
+    EngineActions(year.engine, year.root).drain(closed)
+    before = _written(year)
+    result = _reissue(year, COMMUNE)
+    assert result.exit_code == 1 and "đã đóng" in result.output and COMMUNE in result.output
+    assert "Traceback" not in result.output and _written(year) == before
+
+
 def test_a_plan_not_started_is_refused(tmp_path):
     url = f"sqlite:///{tmp_path / 'empty.db'}"
     connect(url)
