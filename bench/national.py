@@ -5,6 +5,7 @@
     python bench/national.py --drive year             # the scenario's plan year instead of every unit at once
     python bench/national.py --db postgresql://postgres@127.0.0.1:5432/bench   # an EMPTY database
     python bench/national.py --one 2026               # one year in this process (what the driver runs)
+    python bench/national.py --one 2022 --profile /tmp/n.prof && python -m pstats /tmp/n.prof
 
 For each province in force on the year's day (2026: the 34 of ``vietnam-provinces``, two tiers;
 2022: the 63 of the GSO list of 2022-10-01, three tiers) its registry is built with
@@ -46,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,33 +142,58 @@ def _payload(plan, scenario, item, element) -> dict:
     return {"scores": scenario.scores_for(form, item.unit_code)}
 
 
-def drive_cycle(engine, scenario, key: str) -> int:
+@contextmanager
+def lap(phases: dict, name: str):
+    """Add the time of the block to ``phases[name]``."""
+    t0 = time.perf_counter()
+    yield
+    phases[name] = phases.get(name, 0.0) + time.perf_counter() - t0
+
+
+def drain(engine, root: int, clock, phases: dict) -> None:
+    """``planflow.simulation.EngineActions.drain``, timed: advance, then run every ready step
+    (its time under its element's id), until none is ready."""
+    while True:
+        with lap(phases, "advance"):
+            engine.advance(clock, root_id=root)
+        with lap(phases, "ready_steps"):
+            steps = engine.ready_steps(root_id=root)
+        if not steps:
+            return
+        for step in steps:
+            with lap(phases, f"step {step.element_id}"):
+                engine.run_step(step.token_ids, clock)
+
+
+def drive_cycle(engine, scenario, key: str, phases: dict) -> int:
     """Every unit reports: start, then drain and answer every open item, until completed."""
     from planflow import Submission
-    from planflow.simulation import EngineActions, first_start
+    from planflow.simulation import first_start
 
     plan = engine.plan
     clock = first_start(plan)
-    root = engine.start(key, clock, replay=True)
-    actions = EngineActions(engine, root)
+    with lap(phases, "start"):
+        root = engine.start(key, clock, replay=True)
     tasks = {e.id: e for p in (plan.definition.main, *plan.definition.subprocesses) for e in p.elements
              if e.type == "userTask"}  # a user task's id is one in the whole definition
     for _ in range(20):
-        actions.drain(clock)
+        drain(engine, root, clock, phases)
         if engine.instance(root).status == "completed":
             return root
-        work = engine.open_work(root)
+        with lap(phases, "open_work"):
+            work = engine.open_work(root)
         assert work, f"{plan.id}: stuck at {clock.isoformat()} with nothing open"
         clock = max(clock, max(w.opened_at for w in work).astimezone(clock.tzinfo) + dt.timedelta(hours=1))
         engine.set_clock(root, clock)
         subs = []
         for w in work:
             subs.append(Submission(w.unit_code, clock, _payload(plan, scenario, w, tasks[w.element_id]), w.element_id))
-        assert engine.submit(subs, clock, root_id=root) == len(subs), plan.id
+        with lap(phases, "submit"):
+            assert engine.submit(subs, clock, root_id=root) == len(subs), plan.id
     raise AssertionError(f"{plan.id}: not completed after 20 rounds")
 
 
-def drive_year(engine, scenario, key: str) -> int:
+def drive_year(engine, scenario, key: str, phases: dict) -> int:
     """The plan year of the scenario, as ``planflow simulate`` runs it, on the engine alone."""
     from planflow.simulation import EngineActions, first_start, run_year
 
@@ -204,7 +231,28 @@ def check_report(engine, root: int) -> dict[str, int]:
     return out
 
 
-def run_one(year: int, db_url: str | None, drive: str, limit: int | None = None) -> dict:
+def drive_all(engines, scenarios, runner, year: int, profile: Path | None, phases: dict) -> tuple[list, list]:
+    """Drive every plan in turn; return the roots and (seconds, plan id) per plan. ``phases``:
+    where the time went (``--drive cycle``), summed over the plans. ``profile``:
+    write cProfile's statistics of the whole drive there (read them with ``python -m pstats``)."""
+    import cProfile
+
+    profiler = cProfile.Profile() if profile else None
+    per_plan, roots = [], []
+    if profiler:
+        profiler.enable()
+    for engine, scenario in zip(engines, scenarios):
+        t0 = time.perf_counter()
+        roots.append(runner(engine, scenario, f"{engine.plan.id}/{year}", phases))
+        per_plan.append((round(time.perf_counter() - t0, 3), engine.plan.id))
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(str(profile))
+    return roots, per_plan
+
+
+def run_one(year: int, db_url: str | None, drive: str, limit: int | None = None,
+            profile: Path | None = None) -> dict:
     from planflow import Engine, connect, load_plan, load_scenario
     from planflow import store
 
@@ -222,12 +270,9 @@ def run_one(year: int, db_url: str | None, drive: str, limit: int | None = None)
         db = connect(url)
         engines = [Engine(plan, db) for plan in plans]
         runner = drive_cycle if drive == "cycle" else drive_year
-        per_plan, roots = [], []
         started, cpu_started = time.perf_counter(), time.process_time()
-        for engine, scenario in zip(engines, scenarios):
-            t0 = time.perf_counter()
-            roots.append(runner(engine, scenario, f"{engine.plan.id}/{year}"))
-            per_plan.append((round(time.perf_counter() - t0, 3), engine.plan.id))
+        phases: dict[str, float] = {}
+        roots, per_plan = drive_all(engines, scenarios, runner, year, profile, phases)
         out["wall_s"] = round(time.perf_counter() - started, 3)
         out["cpu_s"] = round(time.process_time() - cpu_started, 3)
         tiers: dict[str, int] = {}
@@ -237,7 +282,8 @@ def run_one(year: int, db_url: str | None, drive: str, limit: int | None = None)
                 tiers[group] = tiers.get(group, 0) + n
         out.update(plans=len(plans), units=sum(tiers.values()), **tiers,
                    registry_units=sum(len(p.registry.units) for p in plans), reports_checked=len(roots),
-                   slowest=sorted(per_plan, reverse=True)[:3], db=db.dialect.name)
+                   slowest=sorted(per_plan, reverse=True)[:3], db=db.dialect.name,
+                   phases_s={k: round(v, 3) for k, v in sorted(phases.items(), key=lambda kv: -kv[1])})
         store.dispose(url)
     out["load_avg_1m"] = round(os.getloadavg()[0], 2)
     out["prefect_imported"] = any(m == "prefect" or m.startswith("prefect.") for m in sys.modules)
@@ -255,10 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--db", default=None, help="SQLAlchemy URL of an EMPTY database (default: a fresh SQLite "
                                                "file per run in a temp dir)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N provinces (a quick try)")
+    ap.add_argument("--profile", type=Path, help="with --one: cProfile statistics of the drive to this file "
+                                                 "(wall_s then includes the profiler's cost)")
     args = ap.parse_args(argv)
 
     if args.one is not None:
-        print(json.dumps(run_one(args.one, args.db, args.drive, args.limit), ensure_ascii=False), flush=True)
+        print(json.dumps(run_one(args.one, args.db, args.drive, args.limit, args.profile), ensure_ascii=False), flush=True)
         return 0
     rc = 0
     for year in [int(y) for y in args.years.split(",") if y.strip()]:
