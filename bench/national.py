@@ -3,7 +3,7 @@
     python bench/national.py                          # 2026 (34 provinces) and 2022 (63), one subprocess each
     python bench/national.py --years 2026 --repeat 3
     python bench/national.py --drive year             # the scenario's plan year instead of every unit at once
-    python bench/national.py --db postgresql://postgres@127.0.0.1:5432/bench   # an EMPTY database
+    python bench/national.py --db postgresql+psycopg://postgres@127.0.0.1:5432/bench
     python bench/national.py --one 2026               # one year in this process (what the driver runs)
     python bench/national.py --one 2022 --profile /tmp/n.prof && python -m pstats /tmp/n.prof
 
@@ -47,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,7 +244,10 @@ def drive_all(engines, scenarios, runner, year: int, profile: Path | None, phase
         profiler.enable()
     for engine, scenario in zip(engines, scenarios):
         t0 = time.perf_counter()
-        roots.append(runner(engine, scenario, f"{engine.plan.id}/{year}", phases))
+        key = f"{engine.plan.id}/{year}"
+        if engine.instance_id(key) is not None:  # a --db that holds an earlier run
+            key += f"-{uuid.uuid4().hex[:8]}"
+        roots.append(runner(engine, scenario, key, phases))
         per_plan.append((round(time.perf_counter() - t0, 3), engine.plan.id))
     if profiler:
         profiler.disable()
@@ -298,8 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=1, help="runs per year (each in a fresh subprocess)")
     ap.add_argument("--drive", default="cycle", choices=("cycle", "year"),
                     help="cycle (default): every unit reports at once; year: the scenario's plan year")
-    ap.add_argument("--db", default=None, help="SQLAlchemy URL of an EMPTY database (default: a fresh SQLite "
-                                               "file per run in a temp dir)")
+    ap.add_argument("--db", default=None, help="SQLAlchemy URL (default: a fresh SQLite file per run in a "
+                                               "temp dir); a database holding earlier runs gets new keys")
     ap.add_argument("--limit", type=int, default=None, help="only the first N provinces (a quick try)")
     ap.add_argument("--profile", type=Path, help="with --one: cProfile statistics of the drive to this file "
                                                  "(wall_s then includes the profiler's cost)")
