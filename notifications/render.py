@@ -46,9 +46,8 @@ commune's own district):
   ``classification``}), ``counts``, ``report_name``, ``report_to``, ``reviewers``;
 * ``link``: ``unit``, ``task`` {``name``}, ``due`` (or None), ``generation``, ``link``: a new link,
   ``link_purpose`` (None for a unit's report; a reviewer's: "xem báo cáo và gửi ý kiến thẩm định");
-* ``receipt``: ``unit``, ``task`` {``name``}, ``due``, ``received_at`` (the server's time of
-  receipt), ``late``, ``total`` (or None), ``receipt`` {``number``, ``file`` ({``name``,
-  ``sha256``} or None)}: what a unit that reported through its link is sent back.
+* ``receipt`` (to a unit that reported through its link): ``unit``, ``task``, ``due``, ``received_at``
+  (the server's time), ``late``, ``total``, ``receipt`` {``number``, ``file`` {``name``, ``sha256``}}.
 Optional ``link`` ("<PLANFLOW_PORTAL_URL>/u/<token>"): the recipient's personal link to its self-evaluation,
 added on delivery (``flows/delivery.py``, portal configured); the layouts show it (``personal_link``).
 
