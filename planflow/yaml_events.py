@@ -13,7 +13,7 @@ tags beyond the safe scalars are refused.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -36,6 +36,8 @@ _SCALARS = {TAG + t: SafeConstructor.yaml_constructors[TAG + t]
             for t in ("null", "bool", "int", "float", "binary", "timestamp")}
 _MERGE = object()  # the key '<<'
 _UNSEEN = object()
+_MAP_TAGS = (None, "!", TAG + "map")  # the tags a mapping may have
+_SEQ_TAGS = (None, "!", TAG + "seq")
 
 
 class LimitError(yaml.MarkedYAMLError):
@@ -68,7 +70,7 @@ class _Frame:
     key: Any = None  # a mapping's key waiting for its value (None: the next scalar is a key)
     key_mark: Any = None
     has_key: bool = False
-    merges: list = field(default_factory=list)
+    merges: list | None = None  # (value, mark) of each '<<', made at the first
     owner: str | None = None
     is_list: bool = False
 
@@ -151,7 +153,7 @@ class _Builder:
 
     def start(self, event) -> None:
         mapping = isinstance(event, MappingStartEvent)
-        if event.tag not in (None, "!", TAG + ("map" if mapping else "seq")):
+        if event.tag not in (_MAP_TAGS if mapping else _SEQ_TAGS):
             raise LimitError(None, None, f"tag {_shown(event.tag)} is not used in planflow files", event.start_mark)
         if len(self.stack) >= MAX_DEPTH:
             raise LimitError(None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark)
@@ -168,7 +170,8 @@ class _Builder:
         frame = self.stack.pop()
         data = frame.data
         if not frame.is_list:
-            self.merge(frame)
+            if frame.merges:
+                self.merge(frame)
             data[LINE_KEY] = frame.mark.line + 1
         if frame.anchor is not None:
             self.open.discard(frame.anchor)
@@ -198,6 +201,8 @@ class _Builder:
     def put(self, frame: _Frame, key: Any, value: Any, mark) -> None:
         data = frame.data
         if key is _MERGE:
+            if frame.merges is None:
+                frame.merges = []
             frame.merges.append((value, mark))
             return
         if key == LINE_KEY:
