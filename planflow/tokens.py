@@ -35,16 +35,18 @@ _CLAIM_CLOSING = (update(s.tokens).where(s.tokens.c.id == bindparam("_tid"), s.t
                   .values(status=bindparam("_to"), completed_at=bindparam("_at")))
 _CLAIM_DUE = (update(s.tokens).where(s.tokens.c.id == bindparam("_tid"), s.tokens.c.status == bindparam("_from"))
               .values(status=bindparam("_to"), due_at=bindparam("_due")))
-_OPEN_TOKENS = select(func.count()).select_from(s.tokens).where(
-    s.tokens.c.instance_id == bindparam("_iid"), s.tokens.c.status.in_(("active", "waiting", "ready")))
 # "is a sibling instance not completed?" as two range lookups on ix_instances_parent_token
 # (status < or > 'completed', i.e. != for a NOT NULL column), not a count over every sibling:
 # a call activity over N units otherwise costs O(N^2) as its children end
 _SIBLINGS_LEFT = select(or_(
     exists().where(s.instances.c.parent_token_id == bindparam("_ptid"), s.instances.c.status < "completed"),
     exists().where(s.instances.c.parent_token_id == bindparam("_ptid"), s.instances.c.status > "completed")))
-_COMPLETE_INSTANCE = (update(s.instances).where(s.instances.c.id == bindparam("_iid"), s.instances.c.status == "running")
-                      .values(status="completed", ended_at=bindparam("_at")))
+# a running instance with no token left open completes: one statement, the check and the change
+_COMPLETE_INSTANCE = (update(s.instances).where(
+    s.instances.c.id == bindparam("_iid"), s.instances.c.status == "running",
+    ~exists().where(s.tokens.c.instance_id == bindparam("_iid"),
+                    s.tokens.c.status.in_(("active", "waiting", "ready"))))
+    .values(status="completed", ended_at=bindparam("_at")))
 _LAST_SIBLING_END = select(func.max(s.instances.c.ended_at)).where(s.instances.c.parent_token_id == bindparam("_ptid"))
 
 
@@ -102,8 +104,6 @@ def create_instances(conn, plan, keys: list[str], process_id: str, parent_id, pa
 def end_instance(conn, plan, inst, as_of) -> None:
     """An end event was reached: the instance completes once no token of it is left open,
     and the call activity that started it moves on once none of its siblings is left."""
-    if conn.scalar(_OPEN_TOKENS, {"_iid": inst.id}):
-        return
     done = conn.execute(_COMPLETE_INSTANCE, {"_iid": inst.id, "_at": as_of}).rowcount
     if not done:
         return
