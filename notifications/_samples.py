@@ -222,6 +222,7 @@ SAMPLE_CONTEXTS: dict[str, dict] = {
         "task": {"name": "Sở, ban, ngành tự đánh giá, báo cáo UBND tỉnh (qua Sở Nội vụ)"},
         "due": DUE,
         "generation": 1,
+        "link_purpose": None,  # the reviewer's link: "xem báo cáo và gửi ý kiến thẩm định"
         "link": "https://baocao.haiduong.example/u/WyJoYWktZHVvbmctZGFuLXZhbi0yMDIyLzIwMjIiLCJzby10dS1waGFwIl0.mau",
     },
     "receipt": {

@@ -44,7 +44,8 @@ commune's own district):
   operators at Sở Nội vụ when a run of a plan deployment failed or crashed;
 * ``publication``: ``results`` (list of {``name``, ``score`` (float or None),
   ``classification``}), ``counts``, ``report_name``, ``report_to``, ``reviewers``;
-* ``link``: ``unit``, ``task`` {``name``}, ``due`` (or None), ``generation``, ``link``: a new link;
+* ``link``: ``unit``, ``task`` {``name``}, ``due`` (or None), ``generation``, ``link``: a new link,
+  ``link_purpose`` (None for a unit's report; a reviewer's: "xem báo cáo và gửi ý kiến thẩm định");
 * ``receipt``: ``unit``, ``task`` {``name``}, ``due``, ``received_at`` (the server's time of
   receipt), ``late``, ``total`` (or None), ``receipt`` {``number``, ``file`` ({``name``,
   ``sha256``} or None)}: what a unit that reported through its link is sent back.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sqlite3  # noqa: F401 - kept as store.sqlite3: tests patch the library's version through it
+import threading
 
 from sqlalchemy import (
     select,
@@ -238,6 +239,9 @@ def database_url(url: str | None = None) -> str:
 _ENGINES: dict[str, Engine] = {}
 
 
+_OPENING = threading.Lock()
+
+
 def connect(url: str | None = None, *, create: bool = True) -> Engine:
     """The SQLAlchemy engine for ``url`` (one per process and URL), its schema checked.
 
@@ -248,7 +252,10 @@ def connect(url: str | None = None, *, create: bool = True) -> Engine:
     url = database_url(url)
     engine = _ENGINES.get(url)
     if engine is None:
-        engine = _ENGINES[url] = open_store(url, metadata, create=create)
+        with _OPENING:  # two threads opening one store at once would both create it (SQLite: "locked")
+            engine = _ENGINES.get(url)
+            if engine is None:
+                engine = _ENGINES[url] = open_store(url, metadata, create=create)
     return engine
 
 

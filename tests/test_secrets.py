@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -117,16 +114,5 @@ def test_operator_flows_write_the_store_password_nowhere(prefect_harness, db_url
         assert _files_holding(database, password) == []
 
 
-def test_simulate_writes_the_store_password_nowhere(db_url, tmp_path):
-    """``planflow simulate --db URL`` with a password: stdout, stderr, and every file under
-    --out (summary, report, letters, and the Prefect home it ran from: its database with the
-    flow runs, logs, events and artifacts)."""
-    url, password = _with_password(db_url)
-    out = tmp_path / "out"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "PLANFLOW_"))}
-    done = subprocess.run([sys.executable, "-m", "planflow.flows.cli", "simulate", str(PLAN), "--db", url,
-                           "--out", str(out)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert (out / "summary.json").exists() and (out / "prefect-home").is_dir()
-    assert password not in done.stdout + done.stderr
-    assert _files_holding(out, password) == []
+# `planflow simulate --db URL` with a password: tests/test_simulate.py
+# (test_same_result_on_postgresql_and_the_stores_password_is_written_nowhere: one run for both).

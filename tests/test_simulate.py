@@ -165,12 +165,27 @@ def test_second_run_on_the_same_db_changes_nothing(reference):
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
-def test_same_result_on_postgresql(reference, tmp_path, db_url):
-    result = _simulate(tmp_path, db_url)
-    ref = reference[0].summary
-    assert result.summary["units"] == ref["units"]
-    assert result.summary["stages"] == ref["stages"]
-    assert result.summary["review_rounds"] == ref["review_rounds"]
+def test_same_result_on_postgresql_and_the_stores_password_is_written_nowhere(reference, tmp_path, db_url):
+    """The command as a user runs it (its own Prefect server, no PREFECT_ or PLANFLOW_ variable),
+    on a PostgreSQL store whose URL carries a password (trust authentication accepts any): the
+    year ends as on SQLite, and the password is on no output and in no file under --out — the
+    summary, report, letters, and the Prefect home it ran from (its database with the flow runs,
+    logs, events and artifacts). One run for both: a simulate costs about a minute."""
+    from tests.test_secrets import _files_holding, _with_password
+
+    url, password = _with_password(db_url)
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "PLANFLOW_"))}
+    done = subprocess.run(_simulate_cmd(out, url), cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    summary, ref = json.loads((out / "summary.json").read_text(encoding="utf-8")), reference[0].summary
+    assert summary["units"] == ref["units"]
+    assert summary["stages"] == ref["stages"]
+    assert summary["review_rounds"] == ref["review_rounds"]
+    assert (out / "prefect-home").is_dir()
+    assert password not in done.stdout + done.stderr
+    assert _files_holding(out, password) == []
 
 
 def _count(db_path: Path, table: str) -> int:
