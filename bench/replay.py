@@ -110,11 +110,12 @@ def dump(url: str) -> dict:
     db = connect(url)
     out = {}
     with db.connect() as conn:
-        for name in s.metadata.tables:
+        for name, table in s.metadata.tables.items():
+            order = ", ".join(f'"{c.name}"' for c in table.primary_key.columns)  # not every table has an id
             if conn.dialect.name == "postgresql":
-                rows = [r[0] for r in conn.exec_driver_sql(f'SELECT t::text FROM "{name}" t ORDER BY id')]
+                rows = [r[0] for r in conn.exec_driver_sql(f'SELECT t::text FROM "{name}" t ORDER BY {order}')]
             else:
-                rows = [list(r) for r in conn.exec_driver_sql(f'SELECT * FROM "{name}" ORDER BY id')]
+                rows = [list(r) for r in conn.exec_driver_sql(f'SELECT * FROM "{name}" ORDER BY {order}')]
             out[name] = rows
     return out
 

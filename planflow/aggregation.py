@@ -78,9 +78,13 @@ def unit_results(conn, plan, instance_ids: list[int]) -> list[UnitResult]:
     for r in rows:
         latest[r.unit_code] = r
     out = []
+    forms: dict[tuple[str, str], object] = {}  # (process, element) -> its form, looked up once
     for code, r in latest.items():
         unit = plan.registry.get(code)
-        form = plan.forms[plan.definition.process(r.process_id).element(r.element_id).form]
+        form = forms.get((r.process_id, r.element_id))
+        if form is None:
+            form = forms[r.process_id, r.element_id] = plan.forms[
+                plan.definition.process(r.process_id).element(r.element_id).form]
         status = {"open": "open", "missing": "missing"}.get(r.status) or ("late" if r.late else "on_time")
         score = r.total if status in ("on_time", "late") else None
         out.append(UnitResult(
@@ -95,11 +99,15 @@ def unit_results(conn, plan, instance_ids: list[int]) -> list[UnitResult]:
 def _row(r: UnitResult) -> dict:
     """A result as JSON-safe data (times and dates as ISO 8601)."""
     # fields are flat values: no need for asdict's deep copy, which cost ~0.1 ms a row
-    return {k: (v.isoformat() if isinstance(v, dt.date) else v)
-            for k, v in ((f, getattr(r, f)) for f in _FIELDS)}
+    row = {f: getattr(r, f) for f in _FIELDS}
+    for f in _TIMES:
+        if isinstance(row[f], dt.date):
+            row[f] = row[f].isoformat()
+    return row
 
 
 _FIELDS = [f.name for f in fields(UnitResult)]
+_TIMES = [f.name for f in fields(UnitResult) if "dt.date" in str(f.type)]  # the fields that hold a date or moment
 
 
 def summarize(results: list[UnitResult], form) -> dict:

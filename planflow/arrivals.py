@@ -81,9 +81,8 @@ def on_user(conn, plan, inst, proc, element, token_id, as_of) -> None:
     due = resolve_due(plan.calendar, element.due, start=as_of)
     if not members:
         return tokens.pass_through(conn, inst, element, token_id, as_of)
-    if not tokens.claim(conn, token_id, "waiting", as_of):
+    if not tokens.claim(conn, token_id, "waiting", as_of, due_at=due):  # its due moment in the same UPDATE
         return
-    conn.execute(update(s.tokens).where(s.tokens.c.id == token_id).values(due_at=due))
     step, next_notice = escalation.start(plan, element, due, as_of)
     conn.execute(s.insert_ignore(conn, s.work_items), [
         dict(token_id=token_id, instance_id=inst.id, element_id=element.id, unit_code=u.code,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import Counter
+from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
@@ -348,10 +349,15 @@ class Form(_Model):
         """A fields form with a choice among decisions (a review), not a note (a revision)."""
         return self.kind == "fields" and any(f.type == "choice" for f in self.fields)
 
+    @cached_property
+    def bands_high_first(self) -> tuple[Band, ...]:
+        """The bands, highest minimum first (the order a score is classified in), sorted once."""
+        return tuple(sorted(self.bands, key=lambda b: -b.min))
+
     def classify(self, score: float | None) -> str:
         if score is None:
             return self.not_classifiable
-        for band in sorted(self.bands, key=lambda b: -b.min):
+        for band in self.bands_high_first:
             if score >= band.min:
                 return band.label
         return self.not_classifiable

@@ -304,26 +304,27 @@ def score_payload(form, payload: dict, late: bool) -> float | None:
     scores = payload.get("scores")
     if not isinstance(scores, dict):
         raise ValueError(f"form '{form.id}': a submission needs 'scores' (criterion code -> points)")
-    items, codes = _criteria(form)
+    rows, codes = _criteria(form)
     unknown = sorted(set(scores) - codes)
     if unknown:
         raise ValueError(f"form '{form.id}' has no criterion {', '.join(unknown)}")
     total = 0.0
     step = form.step
-    for code, item in items.items():
-        if item.auto_from_workflow == "on_time":
+    for code, on_time, top, title in rows:
+        if on_time:
             if code in scores:
                 raise ValueError(f"criterion {code} is scored by the workflow (on-time report), not by the unit")
-            total += 0.0 if late else item.max
+            total += 0.0 if late else top
             continue
         if code not in scores:
-            raise ValueError(f"criterion {code} ({item.title}) has no score")
+            raise ValueError(f"criterion {code} ({title}) has no score")
         value = scores[code]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"criterion {code}: score '{value}' is not a number")
-        if not 0 <= value <= item.max:
-            raise ValueError(f"criterion {code}: score {value} is outside 0–{item.max:g}")
-        if abs(value / step - round(value / step)) > 1e-9:
+        if not 0 <= value <= top:
+            raise ValueError(f"criterion {code}: score {value} is outside 0–{top:g}")
+        steps = value / step
+        if abs(steps - round(steps)) > 1e-9:
             raise ValueError(f"criterion {code}: score {value} is not a multiple of {step:g}")
         total += value
     return round(total, 2)
@@ -348,10 +349,13 @@ def _check_fields(form, payload: dict) -> None:
 _CRITERIA: dict[int, tuple] = {}
 
 
-def _criteria(form) -> tuple[dict, frozenset]:
-    """``form.items`` and its codes, built once per form (a form is immutable)."""
+def _criteria(form) -> tuple[tuple, frozenset]:
+    """``form.items`` as (code, scored by the workflow on time, max, title) rows, and its
+    codes, built once per form (a form is immutable)."""
     cached = _CRITERIA.get(id(form))
     if cached is None or cached[0] is not form:
         items = form.items
-        cached = _CRITERIA[id(form)] = (form, items, frozenset(items))
+        rows = tuple((code, item.auto_from_workflow == "on_time", item.max, item.title)
+                     for code, item in items.items())
+        cached = _CRITERIA[id(form)] = (form, rows, frozenset(items))
     return cached[1], cached[2]

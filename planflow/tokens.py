@@ -33,14 +33,20 @@ _CLAIM = (update(s.tokens).where(s.tokens.c.id == bindparam("_tid"), s.tokens.c.
           .values(status=bindparam("_to")))
 _CLAIM_CLOSING = (update(s.tokens).where(s.tokens.c.id == bindparam("_tid"), s.tokens.c.status == bindparam("_from"))
                   .values(status=bindparam("_to"), completed_at=bindparam("_at")))
-_OPEN_TOKENS = select(func.count()).select_from(s.tokens).where(
-    s.tokens.c.instance_id == bindparam("_iid"), s.tokens.c.status.in_(("active", "waiting", "ready")))
+_CLAIM_DUE = (update(s.tokens).where(s.tokens.c.id == bindparam("_tid"), s.tokens.c.status == bindparam("_from"))
+              .values(status=bindparam("_to"), due_at=bindparam("_due")))
 # "is a sibling instance not completed?" as two range lookups on ix_instances_parent_token
 # (status < or > 'completed', i.e. != for a NOT NULL column), not a count over every sibling:
 # a call activity over N units otherwise costs O(N^2) as its children end
 _SIBLINGS_LEFT = select(or_(
     exists().where(s.instances.c.parent_token_id == bindparam("_ptid"), s.instances.c.status < "completed"),
     exists().where(s.instances.c.parent_token_id == bindparam("_ptid"), s.instances.c.status > "completed")))
+# a running instance with no token left open completes: one statement, the check and the change
+_COMPLETE_INSTANCE = (update(s.instances).where(
+    s.instances.c.id == bindparam("_iid"), s.instances.c.status == "running",
+    ~exists().where(s.tokens.c.instance_id == bindparam("_iid"),
+                    s.tokens.c.status.in_(("active", "waiting", "ready"))))
+    .values(status="completed", ended_at=bindparam("_at")))
 _LAST_SIBLING_END = select(func.max(s.instances.c.ended_at)).where(s.instances.c.parent_token_id == bindparam("_ptid"))
 
 
@@ -98,11 +104,7 @@ def create_instances(conn, plan, keys: list[str], process_id: str, parent_id, pa
 def end_instance(conn, plan, inst, as_of) -> None:
     """An end event was reached: the instance completes once no token of it is left open,
     and the call activity that started it moves on once none of its siblings is left."""
-    if conn.scalar(_OPEN_TOKENS, {"_iid": inst.id}):
-        return
-    done = conn.execute(update(s.instances).where(s.instances.c.id == inst.id,
-                                                  s.instances.c.status == "running")
-                        .values(status="completed", ended_at=as_of)).rowcount
+    done = conn.execute(_COMPLETE_INSTANCE, {"_iid": inst.id, "_at": as_of}).rowcount
     if not done:
         return
     audit.record(conn, as_of, inst.id, audit.ENGINE, "instance.completed")
@@ -131,12 +133,14 @@ def in_status(conn, plan, status: str, root_id: int | None):
     return conn.execute(q)
 
 
-def claim(conn, token_id: int, new_status: str, as_of, *, from_status: str = "active") -> bool:
-    """Move a token from ``from_status`` to ``new_status``; True only for the one caller
-    that moved it."""
+def claim(conn, token_id: int, new_status: str, as_of, *, from_status: str = "active", due_at=None) -> bool:
+    """Move a token from ``from_status`` to ``new_status`` (and set its ``due_at`` when
+    given, in the same statement); True only for the one caller that moved it."""
     params = {"_tid": token_id, "_from": from_status, "_to": new_status}
     if new_status in ("completed", "cancelled"):
         res = conn.execute(_CLAIM_CLOSING, {**params, "_at": as_of})
+    elif due_at is not None:
+        res = conn.execute(_CLAIM_DUE, {**params, "_due": due_at})
     else:
         res = conn.execute(_CLAIM, params)
     return res.rowcount == 1

@@ -13,7 +13,7 @@ tags beyond the safe scalars are refused.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -35,6 +35,9 @@ _PARSER = yaml.CSafeLoader if getattr(yaml, "__with_libyaml__", False) else yaml
 _SCALARS = {TAG + t: SafeConstructor.yaml_constructors[TAG + t]
             for t in ("null", "bool", "int", "float", "binary", "timestamp")}
 _MERGE = object()  # the key '<<'
+_UNSEEN = object()
+_MAP_TAGS = (None, "!", TAG + "map")  # the tags a mapping may have
+_SEQ_TAGS = (None, "!", TAG + "seq")
 
 
 class LimitError(yaml.MarkedYAMLError):
@@ -56,7 +59,7 @@ class LineList(list):
     __slots__ = ("lines",)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Frame:
     """A mapping or list being read."""
 
@@ -67,8 +70,9 @@ class _Frame:
     key: Any = None  # a mapping's key waiting for its value (None: the next scalar is a key)
     key_mark: Any = None
     has_key: bool = False
-    merges: list = field(default_factory=list)
+    merges: list | None = None  # (value, mark) of each '<<', made at the first
     owner: str | None = None
+    is_list: bool = False
 
 
 class _Builder:
@@ -77,6 +81,7 @@ class _Builder:
         self.constructor = SafeConstructor()
         self.resolver = Resolver()
         self.tags: dict[str, str] = {}  # plain scalar -> its implicit tag
+        self.plain: dict[str, Any] = {}  # plain scalar -> its value (each an immutable scalar)
         self.anchors: dict[str, tuple[Any, int]] = {}
         self.open: set[str] = set()
         self.stack: list[_Frame] = []
@@ -84,13 +89,21 @@ class _Builder:
         self.root: Any = None
 
     def build(self, text: str) -> Any:
-        on = {ScalarEvent: self.scalar, AliasEvent: self.alias, MappingStartEvent: self.start,
-              SequenceStartEvent: self.start, MappingEndEvent: self.end, SequenceEndEvent: self.end,
-              DocumentStartEvent: self.document}
-        for event in yaml.parse(text, Loader=_PARSER):
-            handle = on.get(type(event))
-            if handle is not None:
-                handle(event)
+        on = {AliasEvent: self.alias, MappingStartEvent: self.start, SequenceStartEvent: self.start,
+              MappingEndEvent: self.end, SequenceEndEvent: self.end, DocumentStartEvent: self.document}
+        scalar = self.scalar
+        loader = _PARSER(text)  # its events one by one, as yaml.parse gives them, without the generator
+        try:
+            next_event = loader.get_event
+            while (event := next_event()) is not None:
+                if type(event) is ScalarEvent:  # most events: one branch, no lookup
+                    scalar(event)
+                else:
+                    handle = on.get(type(event))
+                    if handle is not None:
+                        handle(event)
+        finally:
+            loader.dispose()
         return self.root
 
     # --- events ---------------------------------------------------------------------------
@@ -101,7 +114,25 @@ class _Builder:
             raise LimitError(None, None, "a second document (---): a file holds one", event.start_mark)
 
     def scalar(self, event) -> None:
-        self.add(self.value(event), 1, event.start_mark, event.anchor)
+        if event.tag is None and event.implicit[0]:  # a plain scalar: the same text, the same value
+            value = self.plain.get(event.value, _UNSEEN)
+            if value is _UNSEEN:
+                value = self.plain[event.value] = self.value(event)
+        else:
+            value = self.value(event)
+        if event.anchor is not None or not self.stack:
+            self.add(value, 1, event.start_mark, event.anchor)
+            return
+        frame = self.stack[-1]  # what add does, inline for the most common event (a scalar is hashable)
+        frame.size += 1
+        if frame.is_list:
+            frame.data.append(value)
+            frame.data.lines.append(event.start_mark.line + 1)
+        elif not frame.has_key:
+            frame.key, frame.key_mark, frame.has_key = value, event.start_mark, True
+        else:
+            frame.has_key = False
+            self.put(frame, frame.key, value, frame.key_mark)
 
     def alias(self, event) -> None:
         if event.anchor in self.open:
@@ -122,7 +153,7 @@ class _Builder:
 
     def start(self, event) -> None:
         mapping = isinstance(event, MappingStartEvent)
-        if event.tag not in (None, "!", TAG + ("map" if mapping else "seq")):
+        if event.tag not in (_MAP_TAGS if mapping else _SEQ_TAGS):
             raise LimitError(None, None, f"tag {_shown(event.tag)} is not used in planflow files", event.start_mark)
         if len(self.stack) >= MAX_DEPTH:
             raise LimitError(None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark)
@@ -133,13 +164,14 @@ class _Builder:
             data.lines = []
         if event.anchor is not None:
             self.open.add(event.anchor)
-        self.stack.append(_Frame(data, event.start_mark, event.anchor))
+        self.stack.append(_Frame(data, event.start_mark, event.anchor, is_list=not mapping))
 
     def end(self, event) -> None:
         frame = self.stack.pop()
         data = frame.data
-        if isinstance(data, LineDict):
-            self.merge(frame)
+        if not frame.is_list:
+            if frame.merges:
+                self.merge(frame)
             data[LINE_KEY] = frame.mark.line + 1
         if frame.anchor is not None:
             self.open.discard(frame.anchor)
@@ -155,7 +187,7 @@ class _Builder:
             return
         frame = self.stack[-1]
         frame.size += size
-        if isinstance(frame.data, LineList):
+        if frame.is_list:
             frame.data.append(value)
             frame.data.lines.append(mark.line + 1)
         elif not frame.has_key:
@@ -169,6 +201,8 @@ class _Builder:
     def put(self, frame: _Frame, key: Any, value: Any, mark) -> None:
         data = frame.data
         if key is _MERGE:
+            if frame.merges is None:
+                frame.merges = []
             frame.merges.append((value, mark))
             return
         if key == LINE_KEY:
