@@ -218,6 +218,32 @@ def latest_report(conn, instance_id: int):
                         .order_by(s.reports.c.id.desc()).limit(1)).first()
 
 
+def results_table(data: dict) -> list[dict]:
+    """The results a letter carries (publication, report upward, review request): every unit
+    the report rates, as {name, score, classification}: sở, districts, then the communes with
+    no district between them and the province."""
+    return [{"name": r["name"], "score": r["score"], "classification": r["classification"]}
+            for r in [*data["departments"], *data["districts"],
+                      *(c for c in data["communes"] if not c.get("district"))]]
+
+
+def letter_results(db, report_id: int | None, cache: dict | None = None) -> list[dict]:
+    """``results_table`` of the report a letter's row names (``report_id``; None: no report
+    yet, no results), read when the letter is rendered; ``cache`` (report id -> results) lets
+    one delivery run read a report once."""
+    if report_id is None:
+        return []
+    if cache is not None and report_id in cache:
+        return cache[report_id]
+    if db is None:
+        raise ValueError(f"a letter carrying report {report_id}'s results is rendered with its store")
+    with db.connect() as conn:
+        results = results_table(conn.scalar(select(s.reports.c.data).where(s.reports.c.id == report_id)))
+    if cache is not None:
+        cache[report_id] = results
+    return results
+
+
 def latest_markdown(engine, instance_id: int) -> str | None:
     """The Markdown of the instance's newest report, or None before the first aggregation
     (``engine``: a :class:`planflow.Engine`; for flows, which never touch tables); followed
