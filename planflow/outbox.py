@@ -96,7 +96,7 @@ def queue(conn, rows: list[dict], as_of: dt.datetime) -> None:
     """Queue notifications; a row whose key exists already is left as it is.
 
     A row's ``context`` holds what is particular to that letter; ``render_context`` adds
-    the plan when it is delivered."""
+    the plan, and the results of the report a row names, when it is delivered."""
     if rows:
         conn.execute(s.insert_ignore(conn, s.outbox), [
             {**r, "context": encode(r["context"]), "status": "pending", "attempts": 0,
