@@ -209,6 +209,7 @@ class _Batch:
     sent: int = 0
     retrying: list = field(default_factory=list)
     documents: dict = field(default_factory=dict)  # report id -> its files, built once a run
+    results: dict = field(default_factory=dict)  # report id -> the results its letters carry, read once a run
     links: PersonalLinks | None = None  # the portal's links, when it is configured
 
     def deliver(self, row) -> None:
@@ -220,7 +221,7 @@ class _Batch:
                            "been delivered already (a file is not written again; by SMTP it goes again with "
                            "the same Message-ID)", row.key, row.claimed_by, row.claimed_at)
         try:
-            context = outbox.render_context(self.plan, row)
+            context = outbox.render_context(self.plan, row, db, self.results)
             link = self.links.for_row(row) if self.links is not None else None
             if link:  # made now, for this letter: the row never holds it
                 context["link"], context["link_purpose"] = link

@@ -2,7 +2,7 @@
 
 Every letter is an outbox row first (``outbox.queue``); this module builds the rows'
 ``context``: what is particular to each letter (``outbox.render_context`` adds the plan,
-the same for all, when it is delivered). The contract of each kind's context is documented
+the same for all, and the results table of the report a row names, when it is delivered). The contract of each kind's context is documented
 in ``notifications/render.py``; this module only gathers the facts. Templates decide nothing.
 
 Who signs a letter, and where a unit's results go, come from the definition and its
@@ -118,13 +118,10 @@ def _report_facts(conn, root_id: int) -> dict:
     report = latest_report(conn, root_id)
     if report is None:
         return {"round": 0, "counts": {"expected": 0, "on_time": 0, "late": 0, "missing": 0},
-                "classes": {}, "results": []}
+                "classes": {}, "report_id": None}
     data = report.data
     counts = {k: data["total"]["counts"][k] for k in ("expected", "on_time", "late", "missing")}
-    results = [{"name": r["name"], "score": r["score"], "classification": r["classification"]}
-               for r in [*data["departments"], *data["districts"],
-                         *(c for c in data["communes"] if not c.get("district"))]]  # no district between
-    return {"round": data["round"], "counts": counts, "classes": data["total"]["classes"], "results": results}
+    return {"round": data["round"], "counts": counts, "classes": data["total"]["classes"], "report_id": report.id}
 
 
 def _unit_tasks(plan, process, scope_unit: str | None, as_of) -> dict[str, list]:
@@ -208,8 +205,10 @@ def rows_for_send(ctx) -> list[dict]:
         per_unit = _dissemination_extra(plan, element, inst, ctx.as_of, recipients)
     elif kind in ("review-request", "publication", "report-upward"):
         facts = _report_facts(conn, s.root_of(conn, inst.id))
+        # the results table is read from the report row when the letter is rendered
+        # (``outbox.render_context``): every recipient's row names the report, none copies it
         extra = {"round": facts["round"], "counts": facts["counts"], "classes": facts["classes"],
-                 "results": facts["results"], **_report_bodies(plan, ctx.as_of)}
+                 "report_id": facts["report_id"], **_report_bodies(plan, ctx.as_of)}
     elif kind == "review-result":
         extra = {**_review_said(plan, inst.variables or {}), **_report_bodies(plan, ctx.as_of)}
     rows = []

@@ -52,6 +52,7 @@ from sqlalchemy import func, or_, select, update
 
 from planflow import store as s
 from planflow.letters import plan_context
+from planflow.report import letter_results
 
 
 def encode(value):
@@ -79,17 +80,23 @@ def decode(value):
     return value
 
 
-def render_context(plan, row) -> dict:
+def render_context(plan, row, db=None, reports: dict | None = None) -> dict:
     """The template context of a queued row: what the row stores, plus the plan itself
-    (the same for every letter, so it is added here rather than stored in each row)."""
-    return {"plan": plan_context(plan), **decode(row.context)}
+    (the same for every letter, so it is added here rather than stored in each row) and,
+    for a letter that names a report (``report_id``: publication, report upward, review
+    request), its ``results``, read from ``db``'s report row (``reports``: report id ->
+    results, kept by a delivery run). A row queued with its ``results`` keeps them."""
+    context = {"plan": plan_context(plan), **decode(row.context)}
+    if "report_id" in context and "results" not in context:
+        context["results"] = letter_results(db, context["report_id"], reports)
+    return context
 
 
 def queue(conn, rows: list[dict], as_of: dt.datetime) -> None:
     """Queue notifications; a row whose key exists already is left as it is.
 
     A row's ``context`` holds what is particular to that letter; ``render_context`` adds
-    the plan when it is delivered."""
+    the plan, and the results of the report a row names, when it is delivered."""
     if rows:
         conn.execute(s.insert_ignore(conn, s.outbox), [
             {**r, "context": encode(r["context"]), "status": "pending", "attempts": 0,

@@ -9,6 +9,7 @@ artifact, ``simulate``'s ``report.md``.
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
 from pathlib import Path
 
 import jinja2
@@ -26,13 +27,21 @@ REPORT_TEMPLATE = "aggregate-report.md.j2"
 PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
 
 
+@lru_cache(maxsize=64)
 def _environment(template_dir) -> jinja2.Environment:
     """The report's templates: the plan's ``templates:`` folder first (its own
-    ``aggregate-report.md.j2`` wins), then planflow's."""
+    ``aggregate-report.md.j2`` wins), then planflow's. One per folder, shared by every plan
+    (compiled once): the plan's time zone reaches the filters through the render's
+    ``report_tz``."""
     search = [str(template_dir)] if template_dir is not None else []
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader([*search, str(PACKAGE_TEMPLATES)], encoding="utf-8"),
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    env.filters["score"] = lambda v: vn_number(v, digits=None)
+    env.filters["when"] = jinja2.pass_context(lambda ctx, v: moment(v, ctx["report_tz"]))
+    env.filters["status_vi"] = report_status
+    env.filters["day"] = lambda v: dt.date.fromisoformat(v).strftime("%d/%m/%Y") if v else "—"
+    return env
 
 
 def render_markdown(plan, data: dict, comment: str | None = None) -> str:
@@ -40,18 +49,10 @@ def render_markdown(plan, data: dict, comment: str | None = None) -> str:
     the previous round back. Its maker is ``data["maker"]`` (the body that aggregated: a
     district for its own communes), else the plan's aggregator."""
     tz = plan.calendar.tz
-    key = ("report_env", plan.template_dir)
-    env = plan.memo.get(key)
-    if env is None:
-        env = plan.memo[key] = _environment(plan.template_dir)
-        env.filters["score"] = lambda v: vn_number(v, digits=None)
-        env.filters["when"] = lambda v: moment(v, tz)
-        env.filters["status_vi"] = report_status
-        env.filters["day"] = lambda v: dt.date.fromisoformat(v).strftime("%d/%m/%Y") if v else "—"
     as_of = dt.datetime.fromisoformat(data["as_of"]).astimezone(tz)
-    return env.get_template(REPORT_TEMPLATE).render(
+    return _environment(plan.template_dir).get_template(REPORT_TEMPLATE).render(
         plan=plan.definition, doc=plan.definition.document, data=data, comment=comment,
-        day=vn_date(as_of.date(), pad_month=True), registry=plan.registry,
+        day=vn_date(as_of.date(), pad_month=True), registry=plan.registry, report_tz=tz,
         bodies=report_bodies(plan, data.get("maker"), as_of), words=plan_words(plan, as_of),
         subject=data.get("subject") or report_subject(plan), reference=plan_reference(plan))
 
@@ -215,6 +216,32 @@ def latest_report(conn, instance_id: int):
     """The instance's newest report (its row: ``data``, ``markdown``, ``created_at``), or None."""
     return conn.execute(select(s.reports).where(s.reports.c.instance_id == instance_id)
                         .order_by(s.reports.c.id.desc()).limit(1)).first()
+
+
+def results_table(data: dict) -> list[dict]:
+    """The results a letter carries (publication, report upward, review request): every unit
+    the report rates, as {name, score, classification}: sở, districts, then the communes with
+    no district between them and the province."""
+    return [{"name": r["name"], "score": r["score"], "classification": r["classification"]}
+            for r in [*data["departments"], *data["districts"],
+                      *(c for c in data["communes"] if not c.get("district"))]]
+
+
+def letter_results(db, report_id: int | None, cache: dict | None = None) -> list[dict]:
+    """``results_table`` of the report a letter's row names (``report_id``; None: no report
+    yet, no results), read when the letter is rendered; ``cache`` (report id -> results) lets
+    one delivery run read a report once."""
+    if report_id is None:
+        return []
+    if cache is not None and report_id in cache:
+        return cache[report_id]
+    if db is None:
+        raise ValueError(f"a letter carrying report {report_id}'s results is rendered with its store")
+    with db.connect() as conn:
+        results = results_table(conn.scalar(select(s.reports.c.data).where(s.reports.c.id == report_id)))
+    if cache is not None:
+        cache[report_id] = results
+    return results
 
 
 def latest_markdown(engine, instance_id: int) -> str | None:

@@ -18,7 +18,7 @@ import sqlite3  # noqa: F401 - kept as store.sqlite3: tests patch the library's 
 import threading
 
 from sqlalchemy import (
-    select,
+    bindparam, literal_column, select,
     JSON, Boolean, Column, Date, DateTime, Float, ForeignKey, Index, Integer, MetaData, String,
     Table, Text, TypeDecorator, UniqueConstraint,
 )
@@ -215,13 +215,23 @@ audit = Table(
 Index("ix_audit_instance", audit.c.instance_id)
 
 
+def _tree_query():
+    """An instance's tree, root first, then level by level, each level by parent and id: a
+    recursive CTE (SQLite and PostgreSQL alike), built once, the root a parameter."""
+    top = (select(instances.c.id, instances.c.parent_id, literal_column("0", Integer).label("depth"))
+           .where(instances.c.id == bindparam("root_id")).cte("tree", recursive=True))
+    below = (select(instances.c.id, instances.c.parent_id, top.c.depth + literal_column("1", Integer))
+             .where(instances.c.parent_id == top.c.id))
+    tree = top.union_all(below)
+    return select(tree.c.id).order_by(tree.c.depth, tree.c.parent_id, tree.c.id)
+
+
+_TREE = _tree_query()
+
+
 def tree_ids(conn, root_id: int) -> list[int]:
-    """The ids of an instance and of every sub-process instance below it."""
-    ids, frontier = [root_id], [root_id]
-    while frontier:
-        frontier = list(conn.scalars(select(instances.c.id).where(instances.c.parent_id.in_(frontier))))
-        ids += frontier
-    return ids
+    """The ids of an instance and of every sub-process instance below it, in one query."""
+    return list(conn.scalars(_TREE, {"root_id": root_id})) or [root_id]
 
 
 def root_of(conn, instance_id: int) -> int:

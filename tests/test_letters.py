@@ -207,7 +207,7 @@ def test_each_letter_names_a_signer_that_sender_address_gives(year, letters_stor
     for row in rows:
         if row.kind == "incident":
             continue
-        context = outbox.render_context(plan, row)
+        context = outbox.render_context(plan, row, connect(letters_store))
         unit = plan.registry.get(context["sender"]["code"])
         assert lt.sender_address(plan, context) == f'"{unit.name}" <{unit.email}>', row.key
         assert lt.sender_address(plan, context, "planflow@example.org") == f'"{unit.name}" <planflow@example.org>'

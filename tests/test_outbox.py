@@ -131,7 +131,7 @@ def _cli(*args, timeout=120):
 
 
 def test_all_forty_delivered_once_with_vietnamese_subjects(state, smtp, db_url):
-    from planflow import outbox
+    from planflow import connect, outbox
     from planflow.flows.delivery import deliver_pending
     from planflow.notifications import message_id_for, render
 
@@ -140,13 +140,14 @@ def test_all_forty_delivered_once_with_vietnamese_subjects(state, smtp, db_url):
     assert deliver_pending(ref, AS_OF) == 40
     assert mailbox.per_recipient() == Counter({a: 1 for a in _addresses(plan)})
     rows = {message_id_for(r.key): r for r in _rows(db_url)}
+    db = connect(db_url)
     for envelope in mailbox.envelopes:
         raw = envelope.original_content or envelope.content
         raw.decode("ascii")  # 7-bit clean: RFC 2047 headers, quoted-printable bodies
         assert b"=?utf-8?" in raw.split(b"\r\n\r\n", 1)[0]  # RFC 2047 encoded words in the headers
         received = email.message_from_bytes(raw, policy=email.policy.default)
         row = rows[received["Message-ID"]]  # the Message-ID is a digest of the outbox key
-        expected = render(row.kind, outbox.render_context(plan, row), template_dir=plan.template_dir).subject
+        expected = render(row.kind, outbox.render_context(plan, row, db), template_dir=plan.template_dir).subject
         assert received["Subject"] == expected
         assert "Kế hoạch" in received["Subject"] or "kế hoạch" in received["Subject"]
         assert received["To"] == plan.registry.get(row.recipient).email

@@ -127,7 +127,7 @@ def test_the_review_request_carries_the_reviewers_link(site):
     link, purpose = links.for_row(request)
     assert read_link(SECRET, link.rsplit("/", 1)[1]) == read_link(SECRET, site.link(REVIEWER, "review")[3:])
     assert read_link(SECRET, link.rsplit("/", 1)[1]).key == KEY
-    message = render("review-request", {**outbox.render_context(site.plan, request), "link": link,
+    message = render("review-request", {**outbox.render_context(site.plan, request, site.db), "link": link,
                                         "link_purpose": purpose})
     assert f"Đường dẫn xem báo cáo và gửi ý kiến thẩm định: {link}" in message.text
     assert f'<a href="{link}">' in message.html
