@@ -5,7 +5,7 @@
     python bench/national.py --drive year             # the scenario's plan year instead of every unit at once
     python bench/national.py --db postgresql+psycopg://postgres@127.0.0.1:5432/bench
     python bench/national.py --one 2026               # one year in this process (what the driver runs)
-    python bench/national.py --one 2022 --profile /tmp/n.prof && python -m pstats /tmp/n.prof
+    python bench/national.py --one 2022 --profile national.prof && python -m pstats national.prof
 
 For each province in force on the year's day (2026: the 34 of ``vietnam-provinces``, two tiers;
 2022: the 63 of the GSO list of 2022-10-01, three tiers) its registry is built with
