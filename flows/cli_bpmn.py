@@ -37,8 +37,11 @@ def export(plan: Path = typer.Argument(..., help="process definition (YAML)"),
     except (*user_errors(), SchemaProblem) as exc:  # SchemaProblem: an id XML does not take (starts with a digit)
         fail(exc)
     target = output or Path("out") / f"{loaded.id}.bpmn"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    except OSError as exc:  # a folder, a read-only place
+        fail(OSError(f"cannot write {target}: {exc.strerror}"))
     count = len(loaded.definition.subprocesses) + 1
     out.print(f"[green]OK[/green] {target}: {count} process(es), BPMN 2.0 (checked against the OMG schema)",
               highlight=False)
@@ -63,4 +66,6 @@ def import_(file: Path = typer.Argument(..., help="BPMN 2.0 XML file (.bpmn)"),
         written = import_bpmn(file, target)
     except user_errors() as exc:
         fail(exc)
+    except OSError as exc:  # a folder given as the file, a place it cannot read or write
+        fail(OSError(f"{exc.filename or file}: {exc.strerror}"))
     out.print(f"[green]OK[/green] {written}: definition from {file} (accepted by planflow validate)", highlight=False)

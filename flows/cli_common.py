@@ -12,8 +12,9 @@ from rich.console import Console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="planflow: annual plans of Vietnamese provinces as processes, run on Prefect.")
-out = Console()
-err = Console(stderr=True)
+# no emoji codes: "plan.bpmn:100:11" would print ":100:" as an emoji
+out = Console(emoji=False)
+err = Console(stderr=True, emoji=False)
 
 
 def user_errors():

@@ -128,6 +128,7 @@ class PersonalLinks:
     secret: str
     roots: dict = field(default_factory=dict)  # instance id -> its root instance's row
     tasks: dict = field(default_factory=dict)  # root id -> {unit code: its self-evaluation task}
+    generations: dict = field(default_factory=dict)  # root id -> {unit code: its links' generation}
 
     def for_row(self, row) -> tuple[str, str | None] | None:
         """(the link, what it is for in the letter's words, None for a unit's report), or None."""
@@ -150,8 +151,9 @@ class PersonalLinks:
             purpose = f"xem báo cáo và gửi {form.title[:1].lower()}{form.title[1:]}"
         from planflow.portal.links import Claim, link_url, sign_link
 
-        claim = Claim(root.key, row.recipient, element.id,
-                      unit_links.generation(self.engine.db, root.id, row.recipient))
+        if root.id not in self.generations:  # read once per instance: a letter each would be a query each
+            self.generations[root.id] = unit_links.generations(self.engine.db, root.id)
+        claim = Claim(root.key, row.recipient, element.id, self.generations[root.id].get(row.recipient, 0))
         return link_url(self.base_url, sign_link(self.secret, claim)), purpose
 
     def root_of(self, iid: int):

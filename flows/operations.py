@@ -129,7 +129,7 @@ async def advance():
         engine, now = started(ref)
         await _drive_and_publish(ref, now)
         # letters a report queued itself (a receipt to a unit that reported through its link)
-        if outbox.deliverable(engine.db, instance_ids=engine.tree(root_id(ref))):
+        if outbox.deliverable(engine.db, instance_ids=engine.tree(root_id(ref)), limit=1):
             delivery_task()(ref, now)
 
     return await concluded(ref, body)

@@ -103,13 +103,6 @@ def queue(conn, rows: list[dict], as_of: dt.datetime) -> None:
              "created_at": as_of} for r in rows])
 
 
-def queue_letters(db, rows: list[dict], as_of: dt.datetime) -> None:
-    """Queue letters that no step decides, in a transaction of their own (a unit's new
-    personal link, sent when an operator reissues it: ``planflow links reissue``)."""
-    with db.begin() as conn:
-        queue(conn, rows, as_of)
-
-
 STATUSES = ("pending", "sending", "sent", "failed")
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_LEASE_SECONDS = 600

@@ -293,10 +293,18 @@ def _paper_detail(sub: Submission) -> dict:
     return {**sub.paper(), "document_date": sub.document_date.isoformat() if sub.document_date else None}
 
 
+class ScoreError(ValueError):
+    """A score the form does not take; ``code`` is the criterion at fault."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
 def score_payload(form, payload: dict, late: bool) -> float | None:
     """Check a submission against its form; return the total score (criteria forms).
 
-    Raises ``ValueError`` naming the criterion or field at fault.
+    Raises ``ValueError`` naming the field at fault, ``ScoreError`` (its ``code``) the criterion.
     """
     if form.kind == "fields":
         _check_fields(form, payload)
@@ -313,19 +321,19 @@ def score_payload(form, payload: dict, late: bool) -> float | None:
     for code, on_time, top, title in rows:
         if on_time:
             if code in scores:
-                raise ValueError(f"criterion {code} is scored by the workflow (on-time report), not by the unit")
+                raise ScoreError(code, f"criterion {code} is scored by the workflow (on-time report), not by the unit")
             total += 0.0 if late else top
             continue
         if code not in scores:
-            raise ValueError(f"criterion {code} ({title}) has no score")
+            raise ScoreError(code, f"criterion {code} ({title}) has no score")
         value = scores[code]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"criterion {code}: score '{value}' is not a number")
+            raise ScoreError(code, f"criterion {code}: score '{value}' is not a number")
         if not 0 <= value <= top:
-            raise ValueError(f"criterion {code}: score {value} is outside 0–{top:g}")
+            raise ScoreError(code, f"criterion {code}: score {value} is outside 0–{top:g}")
         steps = value / step
         if abs(steps - round(steps)) > 1e-9:
-            raise ValueError(f"criterion {code}: score {value} is not a multiple of {step:g}")
+            raise ScoreError(code, f"criterion {code}: score {value} is not a multiple of {step:g}")
         total += value
     return round(total, 2)
 

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from planflow import audit, outbox
 from planflow import store as s
 
-__all__ = ["LinkError", "generation", "reissue"]
+__all__ = ["LinkError", "generation", "generations", "reissue"]
 
 
 class LinkError(ValueError):
@@ -28,6 +28,14 @@ def generation(db, root_id: int, unit_code: str) -> int:
     with db.connect() as conn:
         return conn.scalar(select(s.unit_links.c.generation).where(
             s.unit_links.c.instance_id == root_id, s.unit_links.c.unit_code == unit_code)) or 0
+
+
+def generations(db, root_id: int) -> dict[str, int]:
+    """The generation in force of every unit whose links were ever reissued in ``root_id``
+    (a unit not in it: 0)."""
+    with db.connect() as conn:
+        return dict(conn.execute(select(s.unit_links.c.unit_code, s.unit_links.c.generation).where(
+            s.unit_links.c.instance_id == root_id)).all())
 
 
 def reissue(db, root_id: int, unit_code: str, *, actor: str, reason: str, as_of: dt.datetime,

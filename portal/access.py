@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from planflow.flows.runtime import RunRef, engine_for
+from planflow.letters import user_task
 from planflow.flows.served_plans import ServedPlanError, plans_by_id
 from planflow.portal.links import BadLink, Claim, read_link
 from planflow.unit_links import generation
@@ -95,12 +96,9 @@ def engine_of(definition: str | Path, db_url: str, key: str):
 def portal_element(plan, element_id: str):
     """The user task a link may open: one on a criteria form (a unit's self-evaluation) or on a
     form that decides (a reviewer's decision); None for any other element."""
-    for process in [plan.definition.main, *plan.definition.subprocesses]:
-        for element in process.elements:
-            if element.id == element_id and element.type == "userTask" and element.form in plan.forms:
-                form = plan.forms[element.form]
-                return element if form.kind == "criteria" or form.decides else None
-    return None
+    element = user_task(plan, element_id)
+    form = plan.forms[element.form] if element is not None else None
+    return element if form is not None and (form.kind == "criteria" or form.decides) else None
 
 
 def resolve(secret: str, token: str, definition: str | Path, db_url: str) -> Task:
@@ -117,5 +115,5 @@ def resolve(secret: str, token: str, definition: str | Path, db_url: str) -> Tas
                    "Vui lòng mở đường dẫn trong văn bản mới nhất.", "Đường dẫn đã bị thu hồi")
     items = engine.unit_items(root_id, claim.unit, claim.element)
     latest = items[-1] if items else None
-    state = NOT_OPEN if latest is None else STATES[latest.status]
+    state = NOT_OPEN if latest is None else STATES.get(latest.status, CLOSED)
     return Task(claim, engine, root_id, unit, element, engine.plan.forms[element.form], state, latest, len(items))

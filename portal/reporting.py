@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
 
 from planflow import Submission, SubmissionError
 from planflow.portal.pages import receipt_number
-from planflow.portal.uploads import Upload, UploadRefused, receive
-from planflow.submissions import score_payload
+from planflow.portal.uploads import UploadRefused, receive
+from planflow.submissions import ScoreError, score_payload
 
 log = logging.getLogger("planflow.portal")
 MAX_NOTES = 5000  # characters
@@ -25,15 +23,6 @@ SCORE_FIELD = "score-"  # the form's input of a criterion: score-<code>
 class ReportRefused(UploadRefused):
     """A report the portal does not pass on: the HTTP status and the Vietnamese reason (the
     same shape as a refused file's)."""
-
-
-@dataclass(frozen=True)
-class Receipt:
-    received_at: dt.datetime
-    scores: dict
-    total: float | None
-    late: bool
-    upload: Upload
 
 
 def criterion_words(form, code: str) -> str:
@@ -61,16 +50,17 @@ def read_scores(form, fields) -> dict:
 
 def check_scores(form, scores: dict, late: bool) -> None:
     """The engine's check of a payload against its form (``score_payload``), said in Vietnamese
-    with the criterion it names, its maximum and the form's step."""
+    with the criterion it names (``ScoreError.code``), its maximum and the form's step."""
     try:
         score_payload(form, {"scores": scores}, late)
-    except ValueError as exc:
-        found = re.search(r"criterion ([^\s:]+)", str(exc))
-        item = form.items.get(found.group(1)) if found else None
+    except ScoreError as exc:
+        item = form.items.get(exc.code)
         if item is None:
             raise ReportRefused(400, "Điểm chưa hợp lệ; vui lòng kiểm tra lại phiếu.") from None
         raise ReportRefused(400, f"Điểm của {criterion_words(form, item.code)} không hợp lệ: phải từ 0 đến "
                                  f"{item.max:g}, là bội số của {form.step:g}.") from None
+    except ValueError:
+        raise ReportRefused(400, "Điểm chưa hợp lệ; vui lòng kiểm tra lại phiếu.") from None
 
 
 def notes_of(fields) -> str:
@@ -80,7 +70,7 @@ def notes_of(fields) -> str:
     return notes
 
 
-async def report(task, fields, files_dir: Path, limit: int, now: dt.datetime) -> Receipt:
+async def report(task, fields, files_dir: Path, limit: int, now: dt.datetime) -> None:
     """Record the unit's report through the engine; ``ReportRefused`` (nothing recorded) when refused."""
     form = task.form
     scores = read_scores(form, fields)
@@ -107,9 +97,7 @@ async def report(task, fields, files_dir: Path, limit: int, now: dt.datetime) ->
         raise ReportRefused(409, "Hệ thống không ghi nhận được báo cáo: nhiệm vụ không còn mở hoặc đơn vị "
                                  "đã gửi báo cáo. Vui lòng tải lại trang.") from None
     upload.keep(files_dir)
-    total = score_payload(form, {"scores": scores}, late)
     emit(task, now, actor)
-    return Receipt(now, scores, total, late, upload)
 
 
 def emit(task, now: dt.datetime, actor: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
 
 from markdown_it import MarkdownIt
 from starlette.concurrency import run_in_threadpool
@@ -25,13 +24,6 @@ NAME_FIELD = "reviewer"  # the form's input of the reviewer's name (not a field 
 MAX_NAME, MAX_TEXT = 200, 5000  # characters
 # raw HTML in the report is shown as text: nothing a unit typed reaches the page unescaped
 _MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
-
-
-@dataclass(frozen=True)
-class Decision:
-    received_at: dt.datetime
-    answers: list  # (label, answer) in the form's words
-    reviewer: str
 
 
 def report_html(task) -> str | None:
@@ -90,7 +82,7 @@ def read_decision(task, fields) -> tuple[dict, str]:
     return payload, name
 
 
-async def decide(task, fields, now: dt.datetime) -> Decision:
+async def decide(task, fields, now: dt.datetime) -> None:
     """Record the reviewer's decision through the engine, by name ("<unit code>:<name>", which
     the report shows as "<name> (<reviewing body>)"); ``ReportRefused`` (nothing recorded) when
     refused."""
@@ -107,4 +99,3 @@ async def decide(task, fields, now: dt.datetime) -> Decision:
         raise ReportRefused(409, "Hệ thống không ghi nhận được ý kiến: nhiệm vụ không còn mở hoặc đã có ý kiến "
                                  "gửi trước. Vui lòng tải lại trang.")
     emit(task, now, actor)
-    return Decision(now, answers(task.form, payload), name)

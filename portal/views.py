@@ -18,6 +18,7 @@ from planflow.portal.uploads import size_text
 from planflow.report import reviews_of
 from planflow.status_words import moment_status
 from planflow.summary import build_summary
+from planflow.aggregation import group_of
 
 
 def task_page(portal, request: Request, task, status: int = 200, error: str | None = None,
@@ -98,7 +99,7 @@ def reviewer_of(task) -> str | None:
 def communes(task, now: dt.datetime) -> list[dict]:
     """A district's communes asked in this plan instance and where each stands (read-only);
     [] for any other unit."""
-    if task.decides:
+    if task.decides or group_of(task.unit) != "district":
         return []
     units = build_summary(task.engine, task.root_id, as_of=now)["units"]
     registry = task.plan.registry

@@ -258,6 +258,20 @@ def test_a_file_that_is_not_bpmn_is_refused_at_its_line(tmp_path):
     assert not (tmp_path / "out.yaml").exists()
 
 
+@pytest.mark.parametrize("edit, said", [
+    (lambda text: text.replace(' version="1"', ' version="x"', 1), 'version="x" không phải là số'),
+    (lambda text: text.replace("<planflow:due>", "<planflow:due>{a: [", 1), "planflow:due không đọc được như YAML"),
+    (lambda text: text.replace('retries="3"', 'retries="ba"', 1), 'retries="ba" không phải là số'),
+])
+def test_a_hand_broken_planflow_extension_is_refused_at_its_line(exported, tmp_path, edit, said):
+    """What the export wrote for planflow, edited by hand into something it cannot read: a
+    located refusal, nothing written (not a traceback)."""
+    edited, target = _edited(exported, tmp_path, edit)
+    code, output = _run("bpmn", "import", edited, "-o", target)
+    assert code == 1 and said in output and re.search(r"edited\.bpmn:\d+:\d+: ", output), output
+    assert not target.exists()
+
+
 def test_an_import_does_not_replace_a_file_unless_told(exported, tmp_path):
     _, path, _ = exported
     target = _definitions_beside(tmp_path) / "plan.yaml"

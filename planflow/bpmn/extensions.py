@@ -21,8 +21,26 @@ ELEMENT_TEXT = ("stage", "lane", "handler", "template", "to", "for_each", "form"
 PLAN_TEXT = ("version", "year", "timezone", "calendar", "registry", "templates")
 DOCUMENT_TEXT = ("kind", "number", "issuer", "place", "issued_on", "title", "basis", "recipients", "note")
 
-__all__ = ["NS", "boundary_from_xml", "boundary_to_xml", "element_from_xml", "element_to_xml", "plan_from_xml",
+__all__ = ["NS", "BadExtension", "boundary_from_xml", "boundary_to_xml", "element_from_xml", "element_to_xml", "plan_from_xml",
            "plan_to_xml"]
+
+
+class BadExtension(ValueError):
+    """A planflow extension a hand edit broke (a number that is not one, YAML that does not
+    parse); ``node`` is where, for the import's located error."""
+
+    def __init__(self, node, message: str):
+        super().__init__(message)
+        self.node = node
+
+
+def _number(node, name: str, kind, default: str | None = None):
+    text = node.get(name, default)
+    try:
+        return kind(text)
+    except (TypeError, ValueError):
+        raise BadExtension(node, f"planflow:{etree.QName(node).localname} {name}=\"{text}\" không phải là số "
+                                 f"/ not a number") from None
 
 
 def _sub(parent, tag: str, attrs: dict | None = None, text: str | None = None):
@@ -44,7 +62,12 @@ def _retry_to_xml(parent, retry) -> None:
 def _retry_from_xml(node) -> dict | None:
     if node is None:
         return None
-    return {"retries": int(node.get("retries", "3")), "delay_s": [float(d) for d in node.get("delay_s", "").split()]}
+    try:
+        delays = [float(d) for d in node.get("delay_s", "").split()]
+    except ValueError:
+        raise BadExtension(node, f"planflow:retry delay_s=\"{node.get('delay_s')}\" không phải là các số giây "
+                                 "/ not numbers of seconds") from None
+    return {"retries": _number(node, "retries", int, "3"), "delay_s": delays}
 
 
 def element_to_xml(element, parent) -> None:
@@ -74,7 +97,11 @@ def element_from_xml(node) -> dict:
     out = _attrs(node, (*ELEMENT_TEXT, "timezone"))
     due = node.find(PF + "due")
     if due is not None:
-        out["due"] = yaml.safe_load(due.text or "")
+        try:
+            out["due"] = yaml.safe_load(due.text or "")
+        except yaml.YAMLError as exc:
+            raise BadExtension(due, f"planflow:due không đọc được như YAML / not YAML: "
+                                    f"{getattr(exc, 'problem', None) or exc}") from None
     reminders = [r.get("offset") for r in node.findall(PF + "reminder")]
     if reminders:
         out["reminders"] = reminders
@@ -123,7 +150,7 @@ def plan_from_xml(node) -> dict:
     out: dict = _attrs(node, PLAN_TEXT)
     for key in ("version", "year"):
         if key in out:
-            out[key] = int(out[key])
+            out[key] = _number(node, key, int)
     out["forms"] = {f.get("id"): f.get("path") for f in node.findall(PF + "form")}
     out["stages"] = [_attrs(s, ("id", "name")) for s in node.findall(PF + "stage")]
     retry = _retry_from_xml(node.find(PF + "retry"))

@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 from lxml import etree
 
-from planflow.bpmn.extensions import PF, boundary_from_xml, element_from_xml, plan_from_xml
+from planflow.bpmn.extensions import PF, BadExtension, boundary_from_xml, element_from_xml, plan_from_xml
 from planflow.bpmn.schema import BPMN, SchemaProblem, check_schema
 from planflow.bpmn.subset import FLOW_NODES, BpmnProblem, positions, refused
 from planflow.problems import DefinitionError
@@ -56,7 +56,14 @@ def read_bpmn(path: Path) -> dict:
             kind="process", column=column, name=main.get("name")))
     if problems:
         raise DefinitionError(sorted(problems, key=lambda p: (p.line, p.column)))
-    return _definition(processes)
+    try:
+        return _definition(processes)
+    except BadExtension as exc:  # a hand edit of what the export wrote
+        line, column = where.get(exc.node, (exc.node.sourceline or 0, 0))
+        owner = next((a for a in exc.node.iterancestors() if a.get("id")), None)
+        named = {"kind": etree.QName(owner).localname, "name": owner.get("name")} if owner is not None else {}
+        raise DefinitionError([BpmnProblem(str(path), line, owner.get("id") if owner is not None else None, str(exc),
+                                           column=column, **named)]) from None
 
 
 def _parse(path: Path):
