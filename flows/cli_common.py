@@ -49,3 +49,15 @@ def db_url(db: Optional[str], out_dir: Path | None = None) -> str:
     if os.environ.get("PLANFLOW_DATABASE_URL"):
         return os.environ["PLANFLOW_DATABASE_URL"]
     return f"sqlite:///{(out_dir or Path('out')) / 'planflow.db'}"
+
+
+def outbox_dir_for(given: Path | None, url: str) -> str:
+    """Where the file channel writes: ``--outbox``, else ``PLANFLOW_OUTBOX_DIR``, else the
+    'outbox' folder beside a SQLite store, else out/outbox."""
+    if given is not None:
+        return str(given)
+    if os.environ.get("PLANFLOW_OUTBOX_DIR"):
+        return os.environ["PLANFLOW_OUTBOX_DIR"]
+    if url.startswith("sqlite:///"):
+        return str(Path(url[len("sqlite:///"):]).parent / "outbox")
+    return "out/outbox"

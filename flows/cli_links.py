@@ -12,13 +12,12 @@ plan instance (started), the unit (in the registry, asked to evaluate itself), t
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from planflow.flows.cli_common import app, db_url, fail, out, user_errors
+from planflow.flows.cli_common import app, db_url, fail, out, outbox_dir_for, user_errors
 
 links = typer.Typer(add_completion=False, no_args_is_help=True,
                     help="Đường dẫn báo cáo riêng của các đơn vị (personal links to the unit portal).")
@@ -27,18 +26,6 @@ app.add_typer(links, name="links")
 
 class LinkRefused(ValueError):
     """A link that cannot be reissued as asked (said why, naming the unit or the instance)."""
-
-
-def _outbox_dir(given: Path | None, url: str) -> str:
-    """Where the file channel writes: ``--outbox``, else ``PLANFLOW_OUTBOX_DIR``, else the
-    'outbox' folder beside a SQLite store, else out/outbox."""
-    if given is not None:
-        return str(given)
-    if os.environ.get("PLANFLOW_OUTBOX_DIR"):
-        return os.environ["PLANFLOW_OUTBOX_DIR"]
-    if url.startswith("sqlite:///"):
-        return str(Path(url[len("sqlite:///"):]).parent / "outbox")
-    return "out/outbox"
 
 
 def _portal() -> None:
@@ -60,7 +47,7 @@ def _target(definition: Path | None, year: int | None, url: str, outbox_dir: Pat
 
     plan = load_plan(definition or definition_path(), year)
     key = instance_key(plan, year or current_year(plan, url))
-    ref = RunRef(definition=str(plan.path), db_url=url, root_key=key, outbox_dir=_outbox_dir(outbox_dir, url))
+    ref = RunRef(definition=str(plan.path), db_url=url, root_key=key, outbox_dir=outbox_dir_for(outbox_dir, url))
     engine = engine_for(ref)
     root = engine.instance_id(key)
     if root is None or engine.instance(root).parent_id is not None:

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from planflow.flows.cli_common import app, db_url, err, fail, out, user_errors
+from planflow.flows.cli_common import app, db_url, err, fail, out, outbox_dir_for, user_errors
 
 
 def existing_store(url: str) -> None:
@@ -120,8 +120,7 @@ def notifications(
         return
     who = actor or os.environ.get("USER") or getpass.getuser()
     now = dt.datetime.now(dt.timezone.utc)
-    if outbox_dir is None and url.startswith("sqlite:///"):
-        outbox_dir = Path(url[len("sqlite:///"):]).parent / "outbox"
+    outbox_dir = outbox_dir_for(outbox_dir, url)
     by_root: dict[str, list[dict]] = {}
     for i in incidents:
         by_root.setdefault(i["root_key"], []).append(i)
@@ -143,7 +142,7 @@ def _definition_orfail(incident: dict, given: Path | None) -> Path:
 
 
 def _retry_notifications(url: str, root_key: str, path: Path, rows: list[dict], who: str, reason: str | None,
-                         outbox_dir: Path | None, now) -> tuple[int, int]:
+                         outbox_dir: str, now) -> tuple[int, int]:
     """Put one instance's failed notifications back and deliver them, one attempt each;
     print what became of each. Return (how many were put back, how many failed again)."""
     from rich.markup import escape
@@ -153,7 +152,7 @@ def _retry_notifications(url: str, root_key: str, path: Path, rows: list[dict], 
     from planflow.flows.runtime import RunRef
 
     store = connect(url)
-    ref = RunRef(definition=str(path), db_url=url, root_key=root_key, outbox_dir=str(outbox_dir or "out/outbox"))
+    ref = RunRef(definition=str(path), db_url=url, root_key=root_key, outbox_dir=outbox_dir)
     try:
         channel = channel_for(ref)  # a configuration error stops here, before anything is requeued
     except ValueError as exc:

@@ -194,7 +194,7 @@ def rows_for_send(ctx) -> list[dict]:
     sender = sender_unit(plan, element, inst.scope_unit)
     base = {
         "sent_at": ctx.as_of,
-        "sender": unit_context(sender) if sender else {"name": plan.definition.document.issuer},
+        "sender": sender_context(plan, sender),
     }
     kind = element.template
     extra: dict = {}
@@ -279,17 +279,26 @@ def task_due(plan, element) -> dt.datetime | None:
     return resolve_due(plan.calendar, element.due)
 
 
+def sender_context(plan, sender) -> dict:
+    """The body that signs a letter, as its template reads it; the plan's issuer when none."""
+    return unit_context(sender) if sender else {"name": plan.definition.document.issuer}
+
+
+def _coordinator_letter(plan, key: str, instance_id: int, element, unit, kind: str, as_of, **context) -> list[dict]:
+    """A letter of the plan's coordinator to ``unit`` about its task ``element``, no step's."""
+    return [{"key": key, "instance_id": instance_id, "element_id": element.id, "unit_code": unit.code,
+             "recipient": unit.code, "kind": kind, "level": 0,
+             "context": {"sent_at": as_of, "recipient": unit_context(unit), "unit": unit_context(unit),
+                         "sender": sender_context(plan, coordinator(plan)),
+                         "task": {"name": element.name or element.id}, **context}}]
+
+
 def rows_for_link(plan, root_id: int, unit, element, *, generation: int, due, as_of) -> list[dict]:
     """The letter that gives ``unit`` its new personal link once an operator has revoked the
     old ones (``planflow links reissue``), signed by the plan's coordinator; keyed by the
     link's generation. The link itself is made when the letter is delivered, never stored."""
-    sender = coordinator(plan)
-    return [{
-        "key": f"link:{root_id}:{unit.code}:{generation}", "instance_id": root_id, "element_id": element.id,
-        "unit_code": unit.code, "recipient": unit.code, "kind": "link", "level": 0,
-        "context": {"sent_at": as_of, "recipient": unit_context(unit), "unit": unit_context(unit),
-                    "sender": unit_context(sender) if sender else {"name": plan.definition.document.issuer},
-                    "task": {"name": element.name or element.id}, "due": due, "generation": generation}}]
+    return _coordinator_letter(plan, f"link:{root_id}:{unit.code}:{generation}", root_id, element, unit, "link",
+                               as_of, due=due, generation=generation)
 
 
 def rows_for_receipt(plan, item, element, unit, *, received_at, late: bool, total, receipt: dict,
@@ -297,15 +306,9 @@ def rows_for_receipt(plan, item, element, unit, *, received_at, late: bool, tota
     """The letter confirming a report a unit sent through its personal link: its receipt
     number, time of receipt (the server's), total and file; signed by the plan's coordinator,
     keyed by the work item and the time of receipt (a corrected report gets its own receipt)."""
-    sender = coordinator(plan)
-    return [{
-        "key": f"receipt:{item.id}:{received_at.astimezone(dt.timezone.utc):%Y%m%dT%H%M%S}",
-        "instance_id": item.instance_id, "element_id": element.id,
-        "unit_code": unit.code, "recipient": unit.code, "kind": "receipt", "level": 0,
-        "context": {"sent_at": as_of, "recipient": unit_context(unit), "unit": unit_context(unit),
-                    "sender": unit_context(sender) if sender else {"name": plan.definition.document.issuer},
-                    "task": {"name": element.name or element.id}, "due": item.due_at, "received_at": received_at,
-                    "late": late, "total": total, "receipt": receipt}}]
+    key = f"receipt:{item.id}:{received_at.astimezone(dt.timezone.utc):%Y%m%dT%H%M%S}"
+    return _coordinator_letter(plan, key, item.instance_id, element, unit, "receipt", as_of, due=item.due_at,
+                               received_at=received_at, late=late, total=total, receipt=receipt)
 
 
 def rows_for_chases(plan, recorded: list[tuple], as_of) -> list[dict]:
