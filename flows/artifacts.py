@@ -101,7 +101,7 @@ async def publish_artifacts(ref: RunRef, as_of: dt.datetime) -> dict:
         links["charts"] = ("Biểu đồ", str(await acreate_markdown_artifact(
             key=artifact_key(key, "charts"), markdown=charts, description=f"Biểu đồ tiến độ — lúc {when} ({key})")))
     links[DIAGRAM] = ("Sơ đồ quy trình và tình hình",
-                      await publish_diagram(engine, root, key, artifact_key(key, DIAGRAM), as_of))
+                      await publish_diagram(engine, root, key, artifact_key(key, DIAGRAM), as_of, view))
     if view.report:
         links["report"] = ("Báo cáo tổng hợp", str(await acreate_markdown_artifact(
             key=artifact_key(key, "report"), markdown=view.report + documents_note(ref, root),

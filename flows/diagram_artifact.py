@@ -16,11 +16,11 @@ from planflow.notifications.vn_format import short_datetime
 WHAT = "diagram"  # the artifact key's last part: ``artifact_key(instance key, WHAT)``
 
 
-async def publish_diagram(engine, root: int, key: str, artifact: str, as_of: dt.datetime) -> str:
+async def publish_diagram(engine, root: int, key: str, artifact: str, as_of: dt.datetime, progress=None) -> str:
     """Publish instance ``root``'s diagram as it stands at ``as_of`` under the artifact key
     ``artifact`` (``key``: the instance key ``<plan id>/<year>``, named in its description);
-    return the artifact's id."""
+    return the artifact's id. ``progress``: the progress the other artifacts were made from."""
     when = short_datetime(as_of, engine.plan.calendar.tz)
     return str(await acreate_markdown_artifact(
-        key=artifact, markdown=state_markdown(engine, root, as_of),
+        key=artifact, markdown=state_markdown(engine, root, as_of, progress),
         description=f"Sơ đồ quy trình và tình hình — lúc {when} ({key})"))

@@ -236,3 +236,12 @@ def test_the_readme_shows_the_shipped_plan_as_it_is_drawn_now():
     shown = REPO / "docs" / "diagram-hai-duong-dan-van-2022.svg"
     assert f"]({shown.relative_to(REPO)})" in (REPO / "README.md").read_text(encoding="utf-8")
     assert shown.read_text(encoding="utf-8") == diagram_svg(layout(load_plan(PLAN)))
+
+
+def test_the_state_from_the_artifacts_progress_is_the_state_read_alone(moment):
+    """Published with the other artifacts, the state is drawn from their progress (the summary
+    is not built twice): it must be the same state."""
+    from planflow.progress import instance_progress
+
+    engine, root, now, *_ = moment
+    assert plan_state(engine, root, now, instance_progress(engine, root, now)) == plan_state(engine, root, now)

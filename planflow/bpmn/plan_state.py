@@ -134,10 +134,12 @@ def _element_state(process, e, ctx) -> ElementState:
     return ElementState(_status(open_, finished, instances, counts, stalled), stalled=stalled, **counts)
 
 
-def plan_state(engine, root_id: int, as_of: dt.datetime) -> PlanState:
-    """Where instance ``root_id`` stands at ``as_of``, every element of every process."""
+def plan_state(engine, root_id: int, as_of: dt.datetime, progress=None) -> PlanState:
+    """Where instance ``root_id`` stands at ``as_of``, every element of every process;
+    ``progress``: the instance's ``planflow.progress.Progress`` at that moment when the caller
+    has it (its summary and counts are not built again)."""
     plan = engine.plan
-    summary = build_summary(engine, root_id, as_of=as_of)
+    summary = progress.summary if progress is not None else build_summary(engine, root_id, as_of=as_of)
     open_, finished, instances = _tokens(engine, root_id)
     ctx = {"engine": engine, "as_of": as_of, "units": summary["units"], "open": open_, "finished": finished,
            "instances": instances, "asked": units_per_element(engine, engine.instance(root_id).started_at),
@@ -148,6 +150,7 @@ def plan_state(engine, root_id: int, as_of: dt.datetime) -> PlanState:
             state = states[(process.id, e.id)] = _element_state(process, e, ctx)
             for b in e.boundary:  # an interrupting timer that closed the task left units unreported
                 states[(process.id, b.id)] = ElementState(DONE if state.missing else NOT_REACHED)
-    reported, expected = unit_counts(engine, root_id)
+    reported, expected = ((progress.reported, progress.expected) if progress is not None
+                          else unit_counts(engine, root_id))
     return PlanState(key=summary["instance"], as_of=as_of.astimezone(plan.calendar.tz), reported=reported,
                      expected=expected, elements=states)

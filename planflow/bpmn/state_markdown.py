@@ -56,11 +56,11 @@ def pieces(svg: str) -> list[str]:
     return [svg_window(svg, i * step, PANEL) for i in range(count)]
 
 
-def state_markdown(engine, root_id: int, as_of: dt.datetime) -> str:
+def state_markdown(engine, root_id: int, as_of: dt.datetime, progress=None) -> str:
     """Instance ``root_id`` at ``as_of``: heading, the diagram with its state drawn, the
-    state in words, the diagram in pieces at full size."""
+    state in words, the diagram in pieces at full size (``progress``: see ``plan_state``)."""
     plan = engine.plan
-    state = plan_state(engine, root_id, as_of)
+    state = plan_state(engine, root_id, as_of, progress)
     layouts = layout(plan)
     svg = diagram_svg(layouts, state)
     lines = [f"# {TITLE} lúc {short_datetime(state.as_of)}", "",
