@@ -257,6 +257,36 @@ def serve(
 
 
 @app.command()
+def deploy(
+    definition: Path = typer.Argument(Path("definitions/hai-duong-dan-van-2022.yaml"),
+                                      help="process definition, or a folder of them (every plan at its top level)"),
+    pool: str = typer.Option("planflow", help="the work pool whose workers run the deployments"),
+) -> None:
+    """Register the deployments and automations of a plan, or of every plan in a folder, on a work
+    pool: its workers (``prefect worker start --pool``, anywhere) run them. Nothing is served here."""
+    from planflow import load_plan
+    from planflow.flows.served_plans import ServedPlanError, plan_files
+    from planflow.flows.serve import pool_type, register
+
+    if not os.environ.get("PREFECT_API_URL"):
+        fail(ValueError("PREFECT_API_URL is not set: export PREFECT_API_URL=http://<server>:4200/api — "
+                         "see README, 'Run it at scale'"))
+    try:  # every plan checked before anything is registered
+        plans = [load_plan(path) for path in plan_files(definition)]
+    except (*user_errors(), ServedPlanError) as exc:
+        fail(exc)
+    if asyncio.run(pool_type(pool)) is None:
+        fail(LookupError(f"no work pool '{pool}' on {os.environ['PREFECT_API_URL']}: create it first — "
+                         f"prefect work-pool create {pool} --type process --base-job-template work-pool.json"))
+    _, ids = asyncio.run(register(str(definition), work_pool=pool))
+    for plan in plans:
+        out.print(f"[green]deployed[/green] {plan.id}: {len(ids[plan.id])} deployments on pool {pool}, "
+                  "4 automations", highlight=False)
+    out.print(f"Workers: PLANFLOW_DEFINITION={definition.resolve()} (the same folder on every machine), "
+              f"PLANFLOW_DATABASE_URL, then prefect worker start --pool {pool}", highlight=False)
+
+
+@app.command()
 def automations() -> None:
     """Create (or replace) the plan's automations on the Prefect server, for deployments made by
     ``prefect deploy --all`` (``planflow serve`` creates them itself)."""

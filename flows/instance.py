@@ -20,8 +20,6 @@ from planflow.flows.runtime import RunRef, engine_for
 from planflow.flows.served_plans import SHIPPED_DEFINITION, served_definition  # noqa: F401
 from planflow.notifications.vn_format import short_datetime
 
-SHIPPED_DEFINITION = "hai-duong-dan-van-2022.yaml"
-
 
 class OperatorError(ValueError):
     """A refusal an operator can act on (in Vietnamese): the run ends "Từ chối", nothing written,

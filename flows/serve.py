@@ -160,12 +160,45 @@ def plan_automations(plan_id: str, ids: dict[str, object]) -> list:
     ]
 
 
+# a run of a plan deployment whose heartbeats stop (PREFECT_FLOWS_HEARTBEAT_FREQUENCY on the workers,
+# every 30 s) for this long lost its worker: it is marked Crashed
+LOST_AFTER = dt.timedelta(seconds=90)
+
+
+def lost_run_automation(plan_id: str, ids: dict[str, object]):
+    """Prefect's zombie-run detection, for one plan's deployments: a run that sent a heartbeat and
+    then neither another nor a final state within :data:`LOST_AFTER` is set Crashed (its worker or
+    machine was lost), which the incident automation turns into a letter to Sở Nội vụ."""
+    from prefect.automations import Automation
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    from planflow.flows.outcome import OPEN_PROBLEMS, REFUSED
+
+    # every final state's event, by its name: planflow names some of its own (planflow.flows.outcome)
+    final = {f"prefect.flow-run.{name}" for name in ("Completed", "Failed", "Cancelled", "Crashed", REFUSED,
+                                                      OPEN_PROBLEMS)}
+    return Automation(
+        name=automation_name(plan_id, "lần chạy mất tín hiệu → Crashed"),
+        description="A run of a plan deployment that stopped sending heartbeats (its worker or machine lost) is "
+                    "set Crashed, so that it becomes an incident (a letter to Sở Nội vụ); run it again.",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"}, expect={"prefect.flow-run.heartbeat", *final},
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match_related={"prefect.resource.id": [f"prefect.deployment.{ids[n]}" for n in PLAN_DEPLOYMENTS]},
+            for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1, within=LOST_AFTER),
+        actions=[ChangeFlowRunState(state=StateType.CRASHED,
+                                    message=f"no heartbeat for {LOST_AFTER.seconds} s: the worker running it was lost")],
+    )
+
+
 async def ensure_automations(plan_id: str, ids: dict[str, object]) -> list[str]:
     """Create (or replace) one plan's automations; return their names."""
     from prefect.automations import Automation
 
     names = []
-    for automation in plan_automations(plan_id, ids):
+    for automation in [*plan_automations(plan_id, ids), lost_run_automation(plan_id, ids)]:
         try:
             existing = await Automation.aread(name=automation.name)
         except ValueError:
@@ -205,18 +238,31 @@ async def register_automations() -> list[str]:
     return names
 
 
-async def register(definitions: str):
+async def register(definitions: str, work_pool: str | None = None):
     """Register the deployments and automations of every plan of ``definitions`` (a file or a
-    folder); return (deployments, plan id -> role -> deployment id)."""
+    folder); return (deployments, plan id -> role -> deployment id). ``work_pool``: the
+    deployments are run by that pool's workers (``planflow deploy``), else by ``serve``."""
     deps, ids = [], {}
     for path in plan_files(definitions):
         plan_deps = await deployments(str(path))
-        plan_ids = {role: await d.aapply() for role, d in plan_deps.items()}
+        plan_ids = {role: await d.aapply(work_pool_name=work_pool) for role, d in plan_deps.items()}
         plan_id = next(iter(plan_deps.values())).name
         await ensure_automations(plan_id, plan_ids)
         deps += plan_deps.values()
         ids[plan_id] = plan_ids
     return deps, ids
+
+
+async def pool_type(name: str) -> str | None:
+    """The type of the work pool ``name`` on the server, None when there is none."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    async with get_client() as client:
+        try:
+            return (await client.read_work_pool(name)).type
+        except ObjectNotFound:
+            return None
 
 
 async def serve(definitions: str, db_url: str | None) -> None:

@@ -249,10 +249,10 @@ def served(prefect_server, mailbox, tmp_path):
             assert proc.poll() is None, f"planflow serve exited:\n{_tail(log_path)}"
             deployments = prefect_server.post("/deployments/filter", {})
             automations = prefect_server.post("/automations/filter", {})
-            ready = len(deployments) == 10 and len(automations) == 3 and b"serving" in log_path.read_bytes().lower()
+            ready = len(deployments) == 10 and len(automations) == 4 and b"serving" in log_path.read_bytes().lower()
             return ready and (deployments, automations)
 
-        deployments, automations = prefect_server.wait_for("10 deployments and 3 automations", registered, 90)
+        deployments, automations = prefect_server.wait_for("10 deployments and 4 automations", registered, 90)
         assert {d["name"] for d in deployments} == {PLAN_ID}
         assert all(a["name"].startswith(f"planflow {PLAN_ID}: ") for a in automations)
         flows = {f["id"]: f["name"] for f in prefect_server.post("/flows/filter", {})}

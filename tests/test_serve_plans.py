@@ -155,6 +155,14 @@ def test_two_plans_on_one_server_have_their_own_deployments_automations_and_inst
     assert not advance_of[OTHER].trigger.match.matches(submitted[SHIPPED])
     assert not advance_of[SHIPPED].trigger.match.matches(submitted[OTHER])
     assert advance_of[OTHER].actions[0].deployment_id == ids[OTHER]["advance"]
+    # a run of the plan's deployments that goes silent (its worker lost) is set Crashed — and a
+    # run that ended in one of planflow's own final states ("Từ chối") is not silent
+    lost = run(Automation.aread(name=f"planflow {OTHER}: lần chạy mất tín hiệu → Crashed"))
+    assert lost.trigger.after == {"prefect.flow-run.heartbeat"} and lost.trigger.posture == "Proactive"
+    assert {"prefect.flow-run.Từ chối", "prefect.flow-run.Completed", "prefect.flow-run.Crashed"} <= lost.trigger.expect
+    assert lost.actions[0].state.value == "CRASHED"
+    assert f"prefect.deployment.{ids[OTHER]['plan-cycle']}" in lost.trigger.match_related["prefect.resource.id"]
+    assert f"prefect.deployment.{ids[SHIPPED]['plan-cycle']}" not in lost.trigger.match_related["prefect.resource.id"]
     incident = automations[OTHER][2].trigger.match_related
     assert f"prefect.deployment.{ids[OTHER]['advance']}" in incident["prefect.resource.id"]
     assert f"prefect.deployment.{ids[SHIPPED]['advance']}" not in incident["prefect.resource.id"]
@@ -197,3 +205,65 @@ def _rows_of(url: str, plan_id: str) -> dict:
                "clock": "select max(clock_at) from instances where definition_id = :plan"}
     with connect(url).connect() as conn:
         return {name: conn.execute(text(q), {"plan": plan_id}).scalar() for name, q in queries.items()}
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_deploy_puts_every_plan_on_a_work_pool_whose_process_worker_runs_them(folder, tmp_path):
+    """``planflow deploy DIR --pool P`` (README, "Run it at scale"): refused while the pool does not
+    exist, nothing registered; then every plan's deployments on the pool, and a real process worker
+    (``prefect worker start --run-once``) runs a plan's deployment with the plan, the store and the
+    outbox of its own environment."""
+    import json
+    import uuid
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.settings import PREFECT_API_URL
+    from typer.testing import CliRunner
+
+    from planflow.flows.cli import app
+    from tests.conftest import REPO
+
+    pool = f"pool-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    refused = CliRunner().invoke(app, ["deploy", str(folder), "--pool", pool], env=env)
+    assert refused.exit_code == 1 and f"no work pool '{pool}'" in " ".join(refused.output.split())
+    assert run(_on_pool(pool)) == {}
+
+    template = json.loads((REPO / "work-pool.json").read_text(encoding="utf-8"))
+
+    async def create_pool():
+        async with get_client() as client:
+            await client.create_work_pool(WorkPoolCreate(name=pool, type="process", base_job_template=template))
+
+    run(create_pool())
+    done = CliRunner().invoke(app, ["deploy", str(folder), "--pool", pool], env=env)
+    assert done.exit_code == 0, done.output
+    assert f"{OTHER}: 10 deployments on pool {pool}, 4 automations" in " ".join(done.output.split())
+    on_pool = run(_on_pool(pool))
+    assert len(on_pool) == 20 and {"plan-cycle/" + OTHER, "advance/" + SHIPPED} <= set(on_pool)
+
+    url = f"sqlite:///{tmp_path / 'worker.db'}"
+    clock = run(_deployed_run(on_pool[f"set-replay-clock/{OTHER}"], {
+        "day": "2022-04-01", "time": "09:00", "actor": "Trần Thị B", "reason": "Chạy thử trên work pool"}))
+    worker_env = {**env, "PLANFLOW_DEFINITION": str(folder), "PLANFLOW_DATABASE_URL": url,
+                  "PLANFLOW_OUTBOX_DIR": str(tmp_path / "outbox"), "PREFECT_LOGGING_LEVEL": "WARNING"}
+    worker = subprocess.run([sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process",
+                             "--run-once"], env=worker_env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert worker.returncode == 0, worker.stderr[-3000:]
+    state = run(_state_of(clock))
+    assert state.is_completed(), (state.name, state.message, worker.stderr[-3000:])
+    other = _rows_of(url, OTHER)
+    assert other["instances"] == 1 and str(other["clock"]).startswith("2022-04-01")
+    assert _rows_of(url, SHIPPED)["instances"] == 0
+
+
+async def _on_pool(pool: str) -> dict:
+    """``flow/deployment`` -> id of the deployments on the work pool ``pool``."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
+
+    async with get_client() as client:
+        deployments = await client.read_deployments(work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])))
+        flows = {f.id: f.name for f in await client.read_flows()}
+    return {f"{flows[d.flow_id]}/{d.name}": d.id for d in deployments}
