@@ -144,6 +144,38 @@ def test_what_bpmn_cannot_say_is_in_vietnamese_documentation_and_planflow_extens
         "department_self_evaluation").escalations)
 
 
+def test_the_documentation_names_each_deadline_in_the_letters_words(exported):
+    """A fixed deadline reads in the export as the reminder letter for the same rule says it
+    ("chậm nhất 23 giờ 59 ngày 09 tháng 12 năm 2022"), a commune's offset one included."""
+    from planflow.letters import task_due
+    from planflow.notifications.render import SAMPLE_CONTEXTS, render
+
+    plan, _, tree = exported
+    fixed = [(p, e) for p in _processes(plan) for e in p.elements
+             if e.type == "userTask" and task_due(plan, e) is not None]
+    assert len(fixed) >= 2 and (not plan.definition.subprocesses or any("offset" in e.due for _, e in fixed))
+    for process, e in fixed:
+        letter = render("reminder", {**SAMPLE_CONTEXTS["reminder"], "due": task_due(plan, e)}).text
+        said = re.search(r"chậm nhất (.+?)\.", letter)[1]
+        words = tree.find(f".//bpmn:userTask[@id='{_bpmn_id(plan, process, e.id)}']/bpmn:documentation", NS).text
+        assert f"chậm nhất {said}" in words, (e.id, said, words)
+
+
+def test_an_iso_offset_is_in_words_in_the_documentation(tmp_path):
+    shipped = PLANS["hai-duong"][0].read_text(encoding="utf-8")
+    assert "reminders: [-5wd, -2wd, -1wd]" in shipped
+    folder = _definitions_beside(tmp_path)
+    (folder / "plan.yaml").write_text(shipped.replace("reminders: [-5wd, -2wd, -1wd]", "reminders: [-P30D, -2wd, -1wd]", 1),
+                                      encoding="utf-8")
+    code, output = _run("bpmn", "export", folder / "plan.yaml", "-o", tmp_path / "plan.bpmn")
+    assert code == 0, output
+    tree = etree.parse(str(tmp_path / "plan.bpmn"))
+    words = tree.findtext("bpmn:process/bpmn:userTask[@id='department_self_evaluation']/bpmn:documentation",
+                          namespaces=NS)
+    assert "Nhắc việc: 30 ngày trước, 2 ngày làm việc trước, 1 ngày làm việc trước hạn." in words
+    assert "P30D" not in words
+
+
 def test_every_shape_sits_in_its_lane_and_every_edge_joins_its_ends(exported):
     _, _, tree = exported
     bounds = {s.get("bpmnElement"): s.find("dc:Bounds", NS).attrib for s in tree.iterfind(".//bpmndi:BPMNShape", NS)}
