@@ -399,3 +399,41 @@ def test_an_import_where_the_registry_is_not_says_where_to_write_it(exported, tm
     code, output = _run("bpmn", "import", lonely)  # by default beside the BPMN file: no registries/ there
     assert code == 1 and "registry" in output and "file not found" in output and "-o" in output, output
     assert [p.name for p in tmp_path.iterdir()] == ["plan.bpmn"]
+
+
+def test_an_import_reads_parses_and_checks_the_file_once(exported, tmp_path, monkeypatch):
+    """`planflow bpmn import` without -o (the file's id names the output), accepted, then
+    refused by `load_plan` (no registry beside it): each time the file is read, parsed and
+    checked against the OMG schema once; its columns are read only to locate a problem."""
+    from pathlib import Path
+
+    from planflow.bpmn import schema as bpmn_schema
+    from planflow.bpmn import subset
+
+    _, path, _ = exported
+    plan_id = etree.parse(str(path)).find("bpmn:process", NS).get("id")
+    (tmp_path / "beside").mkdir()
+    accepted, lonely = _definitions_beside(tmp_path / "beside"), tmp_path
+    (accepted / "plan.bpmn").write_bytes(path.read_bytes())
+    (lonely / "plan.bpmn").write_bytes(path.read_bytes())
+    xsd, seen = bpmn_schema.schema(), []
+
+    class Counting:  # the schema, counting what it checks
+        error_log = property(lambda self: xsd.error_log)
+
+        def validate(self, tree):
+            seen.append("schema")
+            return xsd.validate(tree)
+
+    read_bytes, columns = Path.read_bytes, subset.positions
+    monkeypatch.setattr(bpmn_schema, "schema", Counting)
+    monkeypatch.setattr(Path, "read_bytes", lambda p: (seen.append("read") if p.suffix == ".bpmn" else None)
+                        or read_bytes(p))
+    monkeypatch.setattr(subset, "positions", lambda data: seen.append("columns") or columns(data))
+    code, output = _run("bpmn", "import", accepted / "plan.bpmn")
+    assert code == 0 and (accepted / f"{plan_id}.yaml").exists(), output
+    assert seen == ["read", "schema"]
+    seen.clear()
+    code, output = _run("bpmn", "import", lonely / "plan.bpmn")
+    assert code == 1 and "file not found" in output and not (lonely / f"{plan_id}.yaml").exists(), output
+    assert seen == ["read", "schema", "columns"]
