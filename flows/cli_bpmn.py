@@ -57,13 +57,14 @@ def import_(file: Path = typer.Argument(..., help="BPMN 2.0 XML file (.bpmn)"),
             force: bool = typer.Option(False, "--force", help="replace the output file if it exists")) -> None:
     """Read a BPMN file drawn in a modeler (or exported by planflow) into a definition that
     `planflow validate` accepts; refuse, naming every problem, and write nothing otherwise."""
-    from planflow.bpmn.importer import import_bpmn, read_bpmn
+    from planflow.bpmn.importer import import_bpmn, parse_bpmn, read_bpmn
 
     try:
-        target = output or file.parent / f"{read_bpmn(file)['id']}.yaml"
+        bpmn = parse_bpmn(file)  # read, parsed and checked once, for the id and for the import
+        target = output or file.parent / f"{read_bpmn(bpmn)['id']}.yaml"
         if target.exists() and not force:
             fail(FileExistsError(f"{target} exists: choose another -o, or --force to replace it"))
-        written = import_bpmn(file, target)
+        written = import_bpmn(bpmn, target)
     except user_errors() as exc:
         fail(exc)
     except OSError as exc:  # a folder given as the file, a place it cannot read or write

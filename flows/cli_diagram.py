@@ -41,13 +41,13 @@ def _standing(plan, year: int | None, db: str, key: str | None):
     from planflow.bpmn.plan_state import plan_state
     from planflow.clock import now_of
     from planflow.flows.cli_operate import existing_store
-    from planflow.flows.instance import instance_key
+    from planflow.flows.instance import current_key
     from planflow.flows.runtime import RunRef, engine_for
     from planflow.status import masked_url
 
     url = db_url(db)
     existing_store(url)
-    key = key or instance_key(plan, year)
+    key = key or current_key(plan, url, year)
     engine = engine_for(RunRef(definition=str(plan.path), db_url=url, root_key=key))
     root = engine.instance_id(key)
     if root is None or engine.instance(root).parent_id is not None:
@@ -64,7 +64,8 @@ def diagram(
     year: Optional[int] = typer.Option(None, "--year", help=YEAR_HELP),
     db: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the engine's store: draw where the year's "
                                      "instance stands"),
-    instance: Optional[str] = typer.Option(None, help="with --db, the instance's key (default: <plan id>/<year>)"),
+    instance: Optional[str] = typer.Option(None, help="with --db, the instance's key (default: <plan id>/<year>; "
+                                           "a plan of every year: its newest running year)"),
 ) -> None:
     """Draw the plan's processes (BPMN shapes in lanes, Vietnamese names) as SVG or PNG,
     readable printed on A4 landscape; with --db, coloured by where its instance stands."""

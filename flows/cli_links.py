@@ -41,12 +41,12 @@ def _portal() -> None:
 def _target(definition: Path | None, year: int | None, url: str, outbox_dir: Path | None):
     """(run reference, engine, root id) of the plan instance of ``year``; refused when it has not started."""
     from planflow import load_plan
-    from planflow.flows.instance import current_year, definition_path, instance_key
+    from planflow.flows.instance import current_key, definition_path
     from planflow.flows.runtime import RunRef, engine_for
     from planflow.status import masked_url
 
     plan = load_plan(definition or definition_path(), year)
-    key = instance_key(plan, year or current_year(plan, url))
+    key = current_key(plan, url, year)
     ref = RunRef(definition=str(plan.path), db_url=url, root_key=key, outbox_dir=outbox_dir_for(outbox_dir, url))
     engine = engine_for(ref)
     root = engine.instance_id(key)

@@ -46,13 +46,18 @@ def current_year(plan, db_url: str) -> int:
     return started[-1] if started else this_year(plan.calendar.tz)
 
 
+def current_key(plan, db_url: str, year: int | None = None) -> str:
+    """The key of the plan's instance of ``year``; not said, of the current year (``current_year``):
+    the one rule for the deployed flows and the commands that act on a store (links, diagram)."""
+    return instance_key(plan, year or current_year(plan, db_url))
+
+
 def plan_ref(year: int | None = None) -> RunRef:
     """Where the deployed flows work, read from the environment they run in; the instance is
     the plan's of ``year``, the current one (``current_year``) when not said."""
     plan = load_plan(definition_path())
     db_url = os.environ.get("PLANFLOW_DATABASE_URL") or f"sqlite:///{Path.cwd() / 'out' / 'planflow.db'}"
-    return RunRef(definition=str(plan.path), db_url=db_url,
-                  root_key=instance_key(plan, year or current_year(plan, db_url)),
+    return RunRef(definition=str(plan.path), db_url=db_url, root_key=current_key(plan, db_url, year),
                   outbox_dir=os.environ.get("PLANFLOW_OUTBOX_DIR", str(Path.cwd() / "out" / "outbox")))
 
 

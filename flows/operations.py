@@ -43,7 +43,7 @@ from planflow.flows.artifacts import publish_artifacts
 from planflow.flows.instance import (SHIPPED_DEFINITION, OperatorError, definition_path, instance_key,  # noqa: F401
                                      named_actor, plan_ref, run_name, running_refs, started)
 from planflow.flows.operator_forms import PaperReport, choices_of, score_sheet_of, vietnam_moment  # noqa: F401
-from planflow.flows.outcome import concluded
+from planflow.flows.outcome import concluded, configured
 from planflow.flows.runtime import RunRef, engine_for, root_id
 from planflow.flows.stages import deadline_sweep, delivery_task, drive
 from planflow.notifications.vn_format import short_datetime
@@ -93,6 +93,7 @@ def _cycle_ref(year: int | None) -> RunRef:
 
 @flow(name="plan-cycle", flow_run_name=run_name("Ban hành Kế hoạch"),
       description="Ban hành Kế hoạch năm: khởi tạo và phổ biến đến các nơi nhận.")
+@configured
 async def plan_cycle(year: Optional[int] = None):
     """Start the instance of the year (once: ``<plan>/<year>``) and run what is ready:
     dissemination. A plan of every year starts the year the schedule fires in (or ``year``).
@@ -122,6 +123,7 @@ async def plan_cycle(year: Optional[int] = None):
 
 @flow(name="advance", flow_run_name=run_name("Chuyển tiếp"),
       description="Chuyển tiếp các bước sau khi đơn vị gửi báo cáo hoặc có ý kiến thẩm định.")
+@configured
 async def advance():
     ref = plan_ref()
 
@@ -159,6 +161,7 @@ def _replay_ref(day, year: int | None) -> RunRef:
 
 @flow(name="set-replay-clock", flow_run_name=_clock_run_name, validate_parameters=False,
       description="Đặt đồng hồ chạy lại (năm đã qua), theo giờ Việt Nam; ghi người thực hiện và lý do.")
+@configured
 async def set_replay_clock(
         day: dt.date = operator_actions.titled("Ngày (giờ Việt Nam)", "Ngày của năm chạy lại, ví dụ 2022-12-12"),
         time: Annotated[str, Field(pattern=r"^([01]?[0-9]|2[0-3]):[0-5][0-9]$")] = operator_actions.titled("Giờ (giờ Việt Nam, HH:MM)", "Giờ Việt Nam (+07:00), ví dụ 08:00", "08:00"),
@@ -218,6 +221,7 @@ async def _sweep_passes(ref: RunRef) -> int:
 
 @flow(name="daily-deadline-sweep", flow_run_name=run_name("Quét hạn"),
       description="Mỗi sáng ngày làm việc: nhắc nhở, đôn đốc, đóng nhận báo cáo.")
+@configured
 async def daily_deadline_sweep():
     """The scheduled sweep of the plan's instance on its clock; nothing happens on a day off
     (the ladder's moments fall on working days). The instance is moved on afterwards, and
@@ -231,6 +235,7 @@ async def daily_deadline_sweep():
 
 
 @flow(name="deliver-outbox", flow_run_name=run_name("Gửi thư"), description="Gửi các thông báo đang chờ trong hộp thư đi.")
+@configured
 async def deliver_outbox():
     ref = plan_ref()
 
@@ -245,6 +250,7 @@ async def deliver_outbox():
 
 @flow(name="record-incident", flow_run_name=run_name("Ghi nhận sự cố"),
       description="Ghi nhận sự cố của một lần chạy và báo Sở Nội vụ.")
+@configured
 async def record_incident(flow_run: str, state: str, message: str = "", step: str = "") -> None:
     """Started by an automation when a run of a plan deployment fails or crashes."""
     ref = plan_ref()

@@ -10,10 +10,15 @@
   ``prefect.flow-run.Failed``, does not write to Sở Nội vụ about a typing mistake.
 - A run that went well while failed letters or stalled steps are still open: Completed, named
   **"Hoàn thành, còn sự cố"**, its message saying what is open.
+- A run whose deployment the server is not configured for (``PLANFLOW_DEFINITION`` does not hold
+  the plan the deployment is named after): **Failed** before it touches anything, one line
+  naming the deployment and the folder and what to change (:func:`configured`), no traceback.
+  It is the server's mistake, not an operator's: the incident automation sees it.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 
 from prefect import get_run_logger
@@ -22,6 +27,7 @@ from prefect.states import Completed, Failed
 from planflow import outbox
 from planflow.flows.instance import OperatorError
 from planflow.flows.runtime import RunRef, engine_for, root_id
+from planflow.flows.served_plans import DeploymentNotServed, ServedPlanError
 from planflow.unit_labels import step_label
 
 REFUSED = "Từ chối"
@@ -122,3 +128,31 @@ async def concluded(ref: RunRef, body):
     except Exception as exc:  # noqa: BLE001 - a step failed after its retries: said in Vietnamese
         return conclude(ref, before, None, error=exc)
     return conclude(ref, before, result)
+
+
+def misconfigured(error: ServedPlanError):
+    """The Failed state of a run the server is not configured for, said in one line."""
+    if isinstance(error, DeploymentNotServed):
+        message = (f"Deployment '{error.deployment}' không chạy được: thư mục Kế hoạch {error.folder} "
+                   f"(PLANFLOW_DEFINITION) không có Kế hoạch mã '{error.deployment}' "
+                   f"(ở đó có: {', '.join(error.plans)}). Việc cần làm: đặt PLANFLOW_DEFINITION của nơi chạy "
+                   f"(planflow serve, worker) là thư mục có Kế hoạch này, hoặc xoá các deployment '{error.deployment}'.")
+    else:
+        message = (f"Cấu hình nơi chạy sai (PLANFLOW_DEFINITION): {error}. "
+                   "Việc cần làm: sửa PLANFLOW_DEFINITION của nơi chạy (planflow serve, worker).")
+    get_run_logger().error(message)
+    return Failed(message=message)
+
+
+def configured(fn):
+    """A deployed flow that ends :func:`misconfigured` (Failed, one line, nothing done) when the
+    server does not serve the plan its deployment is named after."""
+
+    @functools.wraps(fn)
+    async def run(*args, **kwargs):
+        try:
+            return await fn(*args, **kwargs)
+        except ServedPlanError as exc:
+            return misconfigured(exc)
+
+    return run

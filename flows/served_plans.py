@@ -25,6 +25,15 @@ class ServedPlanError(LookupError):
     """The served plans cannot be told apart, or the run's plan is not among them."""
 
 
+class DeploymentNotServed(ServedPlanError):
+    """A run's deployment is named after a plan the ``PLANFLOW_DEFINITION`` folder does not hold."""
+
+    def __init__(self, deployment: str, folder: Path, plans: list[str]):
+        self.deployment, self.folder, self.plans = deployment, folder, plans
+        super().__init__(f"deployment '{deployment}': no plan with this id in {folder} "
+                         f"(plans there: {', '.join(plans)})")
+
+
 def configured_path() -> Path:
     """``PLANFLOW_DEFINITION`` (a file or a folder), else the shipped plan."""
     return Path(os.environ.get("PLANFLOW_DEFINITION") or str(shipped(SHIPPED_DEFINITION)))
@@ -107,8 +116,7 @@ def served_definition() -> str:
     name = current_deployment_name()
     if name is not None:
         if name not in plans:
-            raise ServedPlanError(f"deployment '{name}': no plan with this id in {path} "
-                                  f"(plans there: {', '.join(sorted(plans))})")
+            raise DeploymentNotServed(name, path, sorted(plans))
         return str(plans[name])
     if len(plans) == 1:
         return str(next(iter(plans.values())))

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 
 from planflow.calendar import BusinessCalendar
+from planflow.due_phrases import split_offset
 from planflow.problems import CalendarError
 
 CRON_HELP = "five fields: minute hour day-of-month month day-of-week, e.g. '0 8 15 3 *' (08:00 on 15/3)"
@@ -20,10 +21,9 @@ CRON_HELP = "five fields: minute hour day-of-month month day-of-week, e.g. '0 8 
 
 def resolve_due(calendar: BusinessCalendar, due, start: dt.datetime | None = None) -> dt.datetime:
     """The moment a due spec falls on; ``start`` anchors relative specs (the task's opening)."""
-    if isinstance(due, dict) and "offset" in due:
-        spec = {k: v for k, v in due.items() if k != "offset"}
-        return calendar.shift(calendar.resolve_due(spec, start=start), due["offset"])
-    return calendar.resolve_due(due, start=start)
+    spec, offset = split_offset(due)
+    moment = calendar.resolve_due(spec, start=start)
+    return moment if offset is None else calendar.shift(moment, offset)
 
 
 def plan_deadline(plan) -> dt.datetime | None:

@@ -1,7 +1,8 @@
 """The plan's words for time: deadlines ("trước ngày 10/12/2022", "đến ngày ...",
 "trong N ngày làm việc" or ``{before: ...}``), their rules, and offsets (``-5wd``, ``P7D``).
 
-Reading only: what a phrase says, not which day it falls on (``BusinessCalendar`` decides that).
+Reading, and saying back in words (``due_words``, ``offset_words``): what a phrase says, not
+which day it falls on (``BusinessCalendar`` decides that).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Mapping, NamedTuple
 
+from planflow.notifications.vn_format import vn_number
 from planflow.problems import CalendarError
 
 KINDS = ("before", "by", "within_working_days")
@@ -273,3 +275,46 @@ def _check_rule_values(layer: Mapping[str, Any], where: str) -> dict[str, Any]:
             raise CalendarError(f"{where}: unknown rule {key!r}: use {', '.join(RULE_KEYS)}")
         out[key] = value
     return out
+
+
+# --------------------------------------------------------------------------- in words
+
+DUE_WORDS = {"before": "trước ngày", "by": "đến ngày"}
+
+
+def split_offset(spec: Any) -> tuple[Any, Any]:
+    """A due spec and the offset applied after it: ``{before: ..., offset: -5wd}`` ->
+    ``({before: ...}, "-5wd")``; without one, ``(spec, None)``."""
+    if isinstance(spec, Mapping) and "offset" in spec:
+        return {k: v for k, v in spec.items() if k != "offset"}, spec["offset"]
+    return spec, None
+
+
+def due_words(spec: Any) -> str:
+    """A deadline in words: ``{before: 2022-12-10}`` -> "trước ngày 10/12/2022",
+    ``{within_working_days: 5}`` -> "trong 5 ngày làm việc"; with an offset, e.g.
+    "trước ngày 10/12/2022 (5 ngày làm việc trước hạn đó)"."""
+    plain, offset = split_offset(spec)
+    due = read_due(plain)
+    if due.kind == "within_working_days":
+        words = f"trong {due.value} ngày làm việc"
+    else:
+        words = f"{DUE_WORDS[due.kind]} {due.value.day}/{due.value.month}/{due.value.year}"
+    return words if offset is None else f"{words} ({offset_words(offset)} hạn đó)"
+
+
+def offset_words(spec: str | Offset) -> str:
+    """An offset in words: ``-5wd`` -> "5 ngày làm việc trước", ``+1wd`` -> "1 ngày làm việc sau",
+    ``P30D`` -> "30 ngày sau", ``-P1M2DT4H`` -> "1 tháng 2 ngày 4 giờ trước"."""
+    off = spec if isinstance(spec, Offset) else parse_offset(spec)
+    if off.is_working_days:
+        return f"{abs(off.working_days)} ngày làm việc {'trước' if off.working_days < 0 else 'sau'}"
+    years, months = divmod(abs(off.months), 12)
+    seconds = abs(off.time.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    amounts = ((years, "năm"), (months, "tháng"), (abs(off.days), "ngày"),
+               (hours, "giờ"), (minutes, "phút"), (seconds, "giây"))
+    words = " ".join(f"{vn_number(n, None)} {unit}" for n, unit in amounts if n)
+    negative = off.months < 0 or off.days < 0 or off.time < timedelta(0)
+    return f"{words} {'trước' if negative else 'sau'}"

@@ -57,23 +57,31 @@ class Progress:
         return self.overall.percent
 
 
-def reporting_units(engine, as_of: dt.datetime) -> list[str]:
-    """The codes of every unit the plan asks for a self-evaluation (a criteria form), in
-    registry order: each user task's units, through the call activities (a district's
-    sub-process over its communes), as valid on the day the instance started."""
+def units_per_element(engine, as_of: dt.datetime) -> dict[tuple[str, str], set[str]]:
+    """The units each criteria-form user task asks, keyed (process id, element id), through
+    the call activities (a district's sub-process over its communes), as valid on ``as_of``
+    (the day the instance started)."""
     plan = engine.plan
-    found: dict[str, None] = {}
+    found: dict[tuple[str, str], set[str]] = {}
 
     def walk(process, scope: str | None, depth: int = 0) -> None:
         for e in process.elements:
             if e.type == "userTask" and e.form and plan.forms[e.form].kind == "criteria" and e.for_each:
-                found.update(dict.fromkeys(u.code for u in engine.units(e.for_each, scope, as_of)))
+                found.setdefault((process.id, e.id), set()).update(u.code for u in engine.units(e.for_each, scope, as_of))
             elif e.type == "callActivity" and depth < 5:
                 scopes = [u.code for u in engine.units(e.for_each, scope, as_of)] if e.for_each else [scope]
                 for sub_scope in scopes:
                     walk(plan.definition.process(e.process), sub_scope, depth + 1)
 
     walk(plan.definition.main, None)
+    return found
+
+
+def reporting_units(engine, as_of: dt.datetime) -> list[str]:
+    """The codes of every unit the plan asks for a self-evaluation (a criteria form), in
+    registry order: the units of every task of :func:`units_per_element`."""
+    plan = engine.plan
+    found = set().union(*units_per_element(engine, as_of).values())
     order = {u.code: i for i, u in enumerate(plan.registry.units)}
     return sorted(found, key=lambda c: (GROUP_ORDER.index(group_of(plan.registry.get(c))), order.get(c, 0)))
 

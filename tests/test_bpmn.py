@@ -144,6 +144,38 @@ def test_what_bpmn_cannot_say_is_in_vietnamese_documentation_and_planflow_extens
         "department_self_evaluation").escalations)
 
 
+def test_the_documentation_names_each_deadline_in_the_letters_words(exported):
+    """A fixed deadline reads in the export as the reminder letter for the same rule says it
+    ("chậm nhất 23 giờ 59 ngày 09 tháng 12 năm 2022"), a commune's offset one included."""
+    from planflow.letters import task_due
+    from planflow.notifications.render import SAMPLE_CONTEXTS, render
+
+    plan, _, tree = exported
+    fixed = [(p, e) for p in _processes(plan) for e in p.elements
+             if e.type == "userTask" and task_due(plan, e) is not None]
+    assert len(fixed) >= 2 and (not plan.definition.subprocesses or any("offset" in e.due for _, e in fixed))
+    for process, e in fixed:
+        letter = render("reminder", {**SAMPLE_CONTEXTS["reminder"], "due": task_due(plan, e)}).text
+        said = re.search(r"chậm nhất (.+?)\.", letter)[1]
+        words = tree.find(f".//bpmn:userTask[@id='{_bpmn_id(plan, process, e.id)}']/bpmn:documentation", NS).text
+        assert f"chậm nhất {said}" in words, (e.id, said, words)
+
+
+def test_an_iso_offset_is_in_words_in_the_documentation(tmp_path):
+    shipped = PLANS["hai-duong"][0].read_text(encoding="utf-8")
+    assert "reminders: [-5wd, -2wd, -1wd]" in shipped
+    folder = _definitions_beside(tmp_path)
+    (folder / "plan.yaml").write_text(shipped.replace("reminders: [-5wd, -2wd, -1wd]", "reminders: [-P30D, -2wd, -1wd]", 1),
+                                      encoding="utf-8")
+    code, output = _run("bpmn", "export", folder / "plan.yaml", "-o", tmp_path / "plan.bpmn")
+    assert code == 0, output
+    tree = etree.parse(str(tmp_path / "plan.bpmn"))
+    words = tree.findtext("bpmn:process/bpmn:userTask[@id='department_self_evaluation']/bpmn:documentation",
+                          namespaces=NS)
+    assert "Nhắc việc: 30 ngày trước, 2 ngày làm việc trước, 1 ngày làm việc trước hạn." in words
+    assert "P30D" not in words
+
+
 def test_every_shape_sits_in_its_lane_and_every_edge_joins_its_ends(exported):
     _, _, tree = exported
     bounds = {s.get("bpmnElement"): s.find("dc:Bounds", NS).attrib for s in tree.iterfind(".//bpmndi:BPMNShape", NS)}
@@ -367,3 +399,41 @@ def test_an_import_where_the_registry_is_not_says_where_to_write_it(exported, tm
     code, output = _run("bpmn", "import", lonely)  # by default beside the BPMN file: no registries/ there
     assert code == 1 and "registry" in output and "file not found" in output and "-o" in output, output
     assert [p.name for p in tmp_path.iterdir()] == ["plan.bpmn"]
+
+
+def test_an_import_reads_parses_and_checks_the_file_once(exported, tmp_path, monkeypatch):
+    """`planflow bpmn import` without -o (the file's id names the output), accepted, then
+    refused by `load_plan` (no registry beside it): each time the file is read, parsed and
+    checked against the OMG schema once; its columns are read only to locate a problem."""
+    from pathlib import Path
+
+    from planflow.bpmn import schema as bpmn_schema
+    from planflow.bpmn import subset
+
+    _, path, _ = exported
+    plan_id = etree.parse(str(path)).find("bpmn:process", NS).get("id")
+    (tmp_path / "beside").mkdir()
+    accepted, lonely = _definitions_beside(tmp_path / "beside"), tmp_path
+    (accepted / "plan.bpmn").write_bytes(path.read_bytes())
+    (lonely / "plan.bpmn").write_bytes(path.read_bytes())
+    xsd, seen = bpmn_schema.schema(), []
+
+    class Counting:  # the schema, counting what it checks
+        error_log = property(lambda self: xsd.error_log)
+
+        def validate(self, tree):
+            seen.append("schema")
+            return xsd.validate(tree)
+
+    read_bytes, columns = Path.read_bytes, subset.positions
+    monkeypatch.setattr(bpmn_schema, "schema", Counting)
+    monkeypatch.setattr(Path, "read_bytes", lambda p: (seen.append("read") if p.suffix == ".bpmn" else None)
+                        or read_bytes(p))
+    monkeypatch.setattr(subset, "positions", lambda data: seen.append("columns") or columns(data))
+    code, output = _run("bpmn", "import", accepted / "plan.bpmn")
+    assert code == 0 and (accepted / f"{plan_id}.yaml").exists(), output
+    assert seen == ["read", "schema"]
+    seen.clear()
+    code, output = _run("bpmn", "import", lonely / "plan.bpmn")
+    assert code == 1 and "file not found" in output and not (lonely / f"{plan_id}.yaml").exists(), output
+    assert seen == ["read", "schema", "columns"]

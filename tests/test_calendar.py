@@ -222,6 +222,17 @@ def test_bad_offsets_say_what_is_accepted(cal, bad):
     assert str(exc.value) == f"bad offset '{bad}': use +Nwd, -Nwd or an ISO 8601 duration such as P7D"
 
 
+@pytest.mark.parametrize("spec, words", [
+    ("-5wd", "5 ngày làm việc trước"), ("+1wd", "1 ngày làm việc sau"), ("P30D", "30 ngày sau"),
+    ("-P2W", "14 ngày trước"), ("P1Y2M", "1 năm 2 tháng sau"), ("-P1M2DT4H", "1 tháng 2 ngày 4 giờ trước"),
+    ("PT1.5H", "1 giờ 30 phút sau"),
+])
+def test_an_offset_in_words(spec, words):
+    from planflow.due_phrases import offset_words
+
+    assert offset_words(spec) == words
+
+
 def test_shift_rejects_bad_offset(cal):
     with pytest.raises(CalendarError, match=r"bad offset '5x'"):
         cal.shift(vn(2022, 12, 1, 8), "5x")

@@ -245,3 +245,29 @@ def test_the_state_from_the_artifacts_progress_is_the_state_read_alone(moment):
 
     engine, root, now, *_ = moment
     assert plan_state(engine, root, now, instance_progress(engine, root, now)) == plan_state(engine, root, now)
+
+
+def test_a_plan_of_every_year_is_drawn_at_the_year_links_act_on(tmp_path):
+    """With --db, `planflow diagram` of a plan of every year draws the instance `planflow links`
+    acts on (the newest running year), not this calendar year's."""
+    import shutil
+
+    from planflow.flows.cli_links import _target
+    from planflow.plan_versions import plan_for
+    from planflow.simulation import first_start
+
+    folder = tmp_path / "a" / "b" / "c"
+    shutil.copytree(REPO / "tests" / "fixtures" / "every-year", folder)
+    shutil.copytree(REPO / "definitions" / "forms", tmp_path / "definitions" / "forms")
+    path, url = folder / "plan.yaml", f"sqlite:///{tmp_path / 'planflow.db'}"
+    db = connect(url)
+    for year in (2022, 2023):  # both running; 2023 the newest
+        key = f"thu-nghiem-moi-nam/{year}"
+        plan = plan_for(db, key, path)
+        Engine(plan, db).start(key, first_start(plan), replay=True)
+    assert _target(path, None, url, None)[0].root_key == "thu-nghiem-moi-nam/2023"
+    done = CliRunner().invoke(app, ["diagram", str(path), "--db", url, "-o", str(tmp_path / "now.svg")])
+    assert done.exit_code == 0, done.output
+    words = texts(etree.parse(str(tmp_path / "now.svg")))
+    assert any(w.startswith("Tình hình lúc ") and "/2023 " in w for w in words), words
+    assert any("năm 2023" in w for w in words) and not any(f"năm {dt.date.today().year}" in w for w in words)

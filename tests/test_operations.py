@@ -676,6 +676,43 @@ def test_retrigger_sends_the_letters_a_step_could_not_send(db_url, where, tmp_pa
     assert retried == recipients
 
 
+async def _logs(flow_run) -> list[str]:
+    """What a flow run wrote to its log, read back from the API once the log handler has sent it."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    await APILogHandler.aflush()
+    async with get_client() as client:
+        return [log.message for log in await client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run])))]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_deployment_of_a_plan_the_folder_no_longer_has_fails_in_one_line(db_url, outbox_dir, plan, tmp_path,
+                                                                            monkeypatch):
+    """A server's folder of plans lost the plan a deployment is named after: the run ends Failed
+    (the server's configuration, not an operator's input), its message naming the deployment and
+    the folder, its log without a traceback, nothing written."""
+    from planflow.flows.operations import daily_deadline_sweep, record_incident
+
+    folder = tmp_path / "plans"
+    folder.mkdir()
+    shutil.copy(plan.path, folder / plan.path.name)
+    monkeypatch.setenv("PLANFLOW_DEFINITION", str(folder))
+    monkeypatch.setenv("PREFECT__RUNTIME__DEPLOYMENT__NAME", "ke-hoach-da-xoa")  # as a run of that deployment
+    for state in (run(daily_deadline_sweep(return_state=True)),
+                  run(record_incident(flow_run="x", state="Failed", return_state=True))):
+        assert state.is_failed() and state.name == "Failed", state.message
+        assert state.message.startswith(f"Deployment 'ke-hoach-da-xoa' không chạy được: thư mục Kế hoạch {folder} "
+                                        "(PLANFLOW_DEFINITION) không có Kế hoạch mã 'ke-hoach-da-xoa' "
+                                        f"(ở đó có: {plan.id}). Việc cần làm: ")
+        assert "\n" not in state.message
+        logs = run(_logs(flow_run_id(state)))
+        assert state.message in logs and not [line for line in logs if "Traceback" in line], logs
+    assert not outbox_dir.exists() and not list(folder.glob("*.db"))
+
+
 def test_the_form_is_built_on_first_use_with_one_field_per_criterion(plan, tmp_path):
     import subprocess
     import sys

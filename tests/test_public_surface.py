@@ -63,7 +63,7 @@ ENGINE_FOR_FLOWS = {
     "planflow.status_words": ["QD42", "REPORT", "moment_status", "qd42_status"],
     "planflow.summary": ["build_summary"],
     "planflow.bpmn.export": ["SchemaProblem", "export_bpmn"],
-    "planflow.bpmn.importer": ["import_bpmn", "read_bpmn"],
+    "planflow.bpmn.importer": ["import_bpmn", "parse_bpmn", "read_bpmn"],
     "planflow.bpmn.layout": ["layout"],
     "planflow.bpmn.diagram": ["RenderError", "render"],
     "planflow.bpmn.plan_state": ["plan_state"],

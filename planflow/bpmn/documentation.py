@@ -5,42 +5,24 @@ extension elements, never these words."""
 
 from __future__ import annotations
 
-import re
-
-from planflow.due_phrases import KINDS
+from planflow.deadlines import resolve_due
+from planflow.due_phrases import due_words, offset_words, read_due, split_offset
+from planflow.notifications.vn_format import vn_datetime
 
 HANDLERS = {"record": "Ghi nhận việc đã làm vào nhật ký của kế hoạch.",
             "aggregate": "Tổng hợp, đánh giá, xếp loại kết quả tự đánh giá của các đơn vị."}
-OFFSET = re.compile(r"([+-])(\d+)wd")
-ISO_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 WHO = {"unit.head": "người đứng đầu đơn vị", "unit.parent": "đơn vị cấp trên"}
 
-__all__ = ["element_text", "offset_words", "process_text"]
+__all__ = ["boundary_text", "element_text", "process_text"]
 
 
-def offset_words(offset: str) -> str:
-    """``-5wd`` -> "5 ngày làm việc trước", ``+1wd`` -> "1 ngày làm việc sau"; an ISO duration as written."""
-    m = OFFSET.fullmatch(offset.strip())
-    if m is None:
-        return offset
-    return f"{m.group(2)} ngày làm việc {'trước' if m.group(1) == '-' else 'sau'}"
-
-
-def _due_words(due) -> str:
-    if isinstance(due, str):
-        return due
-    words = []
-    for kind, phrase in zip(KINDS, ("trước ngày", "đến ngày", "trong"), strict=True):
-        if kind in due:
-            value = due[kind]
-            if kind == "within_working_days":
-                words.append(f"{phrase} {value} ngày làm việc")
-            else:
-                m = ISO_DATE.fullmatch(str(value))
-                words.append(f"{phrase} {int(m[3])}/{int(m[2])}/{m[1]}" if m else f"{phrase} {value}")
-    if "offset" in due:
-        words.append(f"({offset_words(str(due['offset']))} hạn đó)")
-    return " ".join(words) or str(due)
+def _due_text(plan, due) -> str:
+    """The plan's words for a deadline and, for a fixed one, the moment the letters name
+    ("chậm nhất 17 giờ 00 ngày 09 tháng 12 năm 2022"), read by the plan's calendar."""
+    words = due_words(due)
+    if read_due(split_offset(due)[0]).kind == "within_working_days":
+        return words  # counted from the task's opening: no moment before the plan runs
+    return f"{words}, chậm nhất {vn_datetime(resolve_due(plan.calendar, due))}"
 
 
 def _start_words(timer) -> str:
@@ -58,7 +40,7 @@ def _user_task_words(plan, e, lane_name: str) -> list[str]:
     form = plan.forms.get(e.form)
     out = [f"Mỗi đơn vị thuộc «{e.for_each}» ({lane_name}) điền biểu mẫu «{form.title if form else e.form}»."]
     if e.due is not None:
-        out.append(f"Hạn: {_due_words(e.due)}.")
+        out.append(f"Hạn: {_due_text(plan, e.due)}.")
     if e.reminders:
         out.append("Nhắc việc: " + ", ".join(offset_words(r) for r in e.reminders) + " hạn.")
     for rung in e.escalations:

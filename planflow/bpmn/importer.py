@@ -12,10 +12,15 @@ element for. A file without them (drawn from scratch) is refused, saying so: its
 registry, forms nor stages; a designer draws on an export, whose extensions modelers keep.
 ``import_bpmn`` writes the definition once ``load_plan`` accepts it; what ``load_plan`` finds
 is said at the BPMN element it is about (line, column), the definition never being written.
+
+The file is read, parsed and checked against the schema once (``parse_bpmn``); ``read_bpmn``
+and ``import_bpmn`` take that ``BpmnFile``. Columns (a second, expat, pass over the bytes)
+are read only when a problem is to be located.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -23,7 +28,7 @@ from lxml import etree
 
 from planflow.bpmn.extensions import PF, BadExtension, boundary_from_xml, element_from_xml, plan_from_xml
 from planflow.bpmn.schema import BPMN, SchemaProblem, check_schema
-from planflow.bpmn.subset import FLOW_NODES, BpmnProblem, positions, refused
+from planflow.bpmn.subset import FLOW_NODES, BpmnProblem, Positions, refused
 from planflow.problems import DefinitionError
 
 B = f"{{{BPMN}}}"
@@ -33,15 +38,25 @@ ELEMENT_KEYS = ("id", "type", "name", "stage", "lane", "timer", "handler", "temp
 PLAN_KEYS = ("id", "name", "version", "year", "timezone", "calendar", "registry", "forms", "templates", "document",
              "stages", "retry", "elements", "subprocesses")
 
-__all__ = ["import_bpmn", "read_bpmn"]
+__all__ = ["BpmnFile", "import_bpmn", "parse_bpmn", "read_bpmn"]
 
 
-def read_bpmn(path: Path) -> dict:
+@dataclass(frozen=True)
+class BpmnFile:
+    """A BPMN file the OMG schema accepts, parsed once: its root, where each element starts."""
+
+    path: Path
+    root: object  # the lxml root element
+    where: Positions
+
+
+def read_bpmn(source: Path | BpmnFile) -> dict:
     """The definition a BPMN file describes, as the YAML mapping of a definition file.
 
     Raises ``DefinitionError`` with every problem located in the BPMN file (not XML, not
     BPMN 2.0 by the schema, or outside the subset planflow runs)."""
-    root, where = _parse(path)
+    bpmn = source if isinstance(source, BpmnFile) else parse_bpmn(source)
+    path, root, where = bpmn.path, bpmn.root, bpmn.where
     problems = refused(root, where, str(path))
     processes = root.findall(B + "process")
     if not processes:
@@ -66,8 +81,9 @@ def read_bpmn(path: Path) -> dict:
                                            column=column, **named)]) from None
 
 
-def _parse(path: Path):
-    """(root element, element -> (line, column)) of a BPMN file that the OMG schema accepts."""
+def parse_bpmn(path: Path) -> BpmnFile:
+    """A BPMN file read, parsed and checked against the OMG schema, once; ``DefinitionError``
+    (located) when it is not XML or not BPMN 2.0."""
     file = str(path)
     data = Path(path).read_bytes()
     try:
@@ -81,20 +97,21 @@ def _parse(path: Path):
         raise DefinitionError([BpmnProblem(file, v.line, None, f"không đúng lược đồ BPMN 2.0 (OMG): {v.message}",
                                            column=v.column) for v in exc.violations]) from None
     root = tree.getroot()
-    return root, dict(zip((n for n in root.iter() if isinstance(n.tag, str)), positions(data)))  # noqa: B905
+    return BpmnFile(Path(path), root, Positions(root, data))
 
 
-def _in_bpmn(path: Path, target: Path, problems) -> list[BpmnProblem]:
+def _in_bpmn(bpmn: BpmnFile, target: Path, problems) -> list[BpmnProblem]:
     """The problems ``load_plan`` found in the definition made of a BPMN file, said at the BPMN
     element they are about (the definition was never written: its lines mean nothing); one
     about the plan as a whole at its ``planflow:plan``."""
-    _, where = _parse(path)
-    plan = next((n for n in where if n.tag == f"{PF}plan"), None)
+    path, where = bpmn.path, bpmn.where
+    nodes = [n for n in bpmn.root.iter() if isinstance(n.tag, str)]
+    plan = next((n for n in nodes if n.tag == f"{PF}plan"), None)
     out = []
     for p in problems:
-        node = next((n for n in where if p.element and n.get("id") is not None
+        node = next((n for n in nodes if p.element and n.get("id") is not None
                      and (n.get("id") == p.element or n.get("id").endswith(f".{p.element}"))), plan)
-        line, column = where[node] if node is not None else (0, 0)
+        line, column = where.get(node, (node.sourceline or 0, 0)) if node is not None else (0, 0)
         message = p.message
         if "not found" in message:
             message += (f" — the definition's paths are relative to where it is written ({target.parent}): "
@@ -196,12 +213,14 @@ def _without_none(mapping: dict) -> dict:
     return {k: v for k, v in mapping.items() if v is not None}
 
 
-def import_bpmn(path: Path, target: Path) -> Path:
+def import_bpmn(source: Path | BpmnFile, target: Path) -> Path:
     """Read a BPMN file (``read_bpmn``) and write its definition to ``target``, after
     ``load_plan`` accepted it there (the registry, forms and calendar it names are found
     relative to ``target``, as for any definition). Nothing is written when it is refused:
     ``DefinitionError`` names the problems (in the BPMN file, or in the definition it makes)."""
-    data = read_bpmn(path)
+    bpmn = source if isinstance(source, BpmnFile) else parse_bpmn(source)
+    path = bpmn.path
+    data = read_bpmn(bpmn)
     from planflow.loader import load_plan
 
     text = (f"# Imported from {Path(path).name} by `planflow bpmn import`.\n"
@@ -216,7 +235,7 @@ def import_bpmn(path: Path, target: Path) -> Path:
         trial.unlink(missing_ok=True)
         mine = [p for p in exc.problems if p.file.endswith(trial.name)]
         others = [p for p in exc.problems if not p.file.endswith(trial.name)]  # in its registry, forms...
-        raise DefinitionError(_in_bpmn(path, target, mine) + others) from None
+        raise DefinitionError(_in_bpmn(bpmn, target, mine) + others) from None
     except BaseException:
         trial.unlink(missing_ok=True)
         raise

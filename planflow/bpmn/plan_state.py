@@ -8,7 +8,7 @@ a criteria form counts its units as the summary does ("187/265 đã báo cáo");
 a sub-process run per district counts the districts that are past it ("7/12 đã xong").
 
 Read only, through the engine's functions: the summary (``planflow.summary``), the units
-of a collection (``Engine.units``), the tokens in each status (``planflow.tokens.in_status``)
+each task asks (``planflow.progress.units_per_element``), the tokens in each status (``planflow.tokens.in_status``)
 and ``Engine.stalled``. Nothing here writes.
 """
 
@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from planflow import tokens
-from planflow.progress import REPORTED, unit_counts
+from planflow.progress import REPORTED, unit_counts, units_per_element
 from planflow.summary import build_summary
 
 DONE, ACTIVE, OVERDUE, STALLED, NOT_REACHED = "done", "active", "overdue", "stalled", "not_reached"
@@ -74,26 +74,6 @@ def _tokens(engine, root_id: int) -> tuple[dict, dict, dict]:
                 into.setdefault((process_id, element_id), set()).add(iid)
                 instances.setdefault(process_id, set()).add(iid)
     return open_, finished, instances
-
-
-def units_per_element(engine, started: dt.datetime) -> dict[tuple[str, str], set[str]]:
-    """The units each criteria-form user task asks, through the call activities (a
-    district's sub-process over its communes), as valid on the day the instance started."""
-    plan = engine.plan
-    found: dict[tuple[str, str], set[str]] = {}
-
-    def walk(process, scope: str | None, depth: int = 0) -> None:
-        for e in process.elements:
-            if e.type == "userTask" and e.form and plan.forms[e.form].kind == "criteria" and e.for_each:
-                found.setdefault((process.id, e.id), set()).update(
-                    u.code for u in engine.units(e.for_each, scope, started))
-            elif e.type == "callActivity" and depth < 5:
-                scopes = [u.code for u in engine.units(e.for_each, scope, started)] if e.for_each else [scope]
-                for sub_scope in scopes:
-                    walk(plan.definition.process(e.process), sub_scope, depth + 1)
-
-    walk(plan.definition.main, None)
-    return found
 
 
 def _unit_counts(units: dict, element_id: str, asked: set[str], as_of: dt.datetime) -> dict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from functools import cached_property
 from xml.parsers import expat
 
 from planflow.bpmn.schema import BPMN
@@ -81,6 +82,25 @@ class BpmnProblem(Problem):
         return printable(f"{where}:{what} {self.message}")
 
 
+class Positions:
+    """Element -> (line, column) of its start tag in a parsed file (``positions``), read only
+    when a problem must be located: a file that has none is read once, by lxml alone."""
+
+    def __init__(self, root, data: bytes):
+        self._root, self._data = root, data
+
+    @cached_property
+    def _table(self) -> dict:
+        nodes = (n for n in self._root.iter() if isinstance(n.tag, str))
+        return dict(zip(nodes, positions(self._data)))  # noqa: B905 - expat may stop short: lxml's line then
+
+    def get(self, node, default=None):
+        return self._table.get(node, default)
+
+    def __getitem__(self, node) -> tuple[int, int]:
+        return self._table[node]
+
+
 def positions(data: bytes) -> list[tuple[int, int]]:
     """(line, column) of each element's start tag, in document order, both counted from 1
     (as far as expat reads the file; an element past that is said at its line, lxml's)."""
@@ -92,7 +112,7 @@ def positions(data: bytes) -> list[tuple[int, int]]:
     return out
 
 
-def refused(root, where: dict, file: str) -> list[BpmnProblem]:
+def refused(root, where: Positions, file: str) -> list[BpmnProblem]:
     """Every element outside planflow's subset (``where``: element -> (line, column))."""
     problems = []
     out_of_subset = set()
@@ -114,7 +134,7 @@ def refused(root, where: dict, file: str) -> list[BpmnProblem]:
     return problems
 
 
-def _refusal(node, tag: str, parent_tag: str, where: dict, file: str) -> BpmnProblem:
+def _refusal(node, tag: str, parent_tag: str, where: Positions, file: str) -> BpmnProblem:
     """One element out of the subset: an event's definition is said of its event (its id and name)."""
     line, column = where.get(node, (node.sourceline or 0, 0))
     host = node.getparent() if tag.endswith("EventDefinition") else node
@@ -126,9 +146,8 @@ def _refusal(node, tag: str, parent_tag: str, where: dict, file: str) -> BpmnPro
                        kind=host.tag[len(B):], column=column, name=host.get("name"))
 
 
-def _attributes(node, tag: str, where: dict, file: str) -> list[BpmnProblem]:
+def _attributes(node, tag: str, where: Positions, file: str) -> list[BpmnProblem]:
     """What an allowed element may still ask that planflow does not do."""
-    line, column = where.get(node, (node.sourceline or 0, 0))
     said = None
     if tag == "multiInstanceLoopCharacteristics" and node.get("isSequential") == "true":
         said = "multiInstanceLoopCharacteristics tuần tự (isSequential) không có trong planflow: các đơn vị làm song song"
@@ -136,6 +155,7 @@ def _attributes(node, tag: str, where: dict, file: str) -> list[BpmnProblem]:
         said = f"{tag} bù trừ (isForCompensation) không có trong planflow: {INSTEAD['compensateEventDefinition']}"
     if said is None:
         return []
+    line, column = where.get(node, (node.sourceline or 0, 0))
     host = node if node.get("id") else node.getparent()
     return [BpmnProblem(file, line, host.get("id"), said, kind=host.tag[len(B):], column=column, name=host.get("name"))]
 
