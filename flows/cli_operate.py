@@ -224,6 +224,20 @@ def sweep(
 
 
 
+def _plans_for_server(definition: Path, how: str) -> list:
+    """Every plan of ``definition`` (a file or a folder), each checked, before anything is
+    registered with the Prefect server of ``PREFECT_API_URL`` (its absence refused, saying ``how``)."""
+    from planflow import load_plan
+    from planflow.flows.served_plans import ServedPlanError, plan_files
+
+    if not os.environ.get("PREFECT_API_URL"):
+        fail(ValueError(f"PREFECT_API_URL is not set: {how}"))
+    try:
+        return [load_plan(path) for path in plan_files(definition)]
+    except (*user_errors(), ServedPlanError) as exc:
+        fail(exc)
+
+
 @app.command()
 def serve(
     definition: Path = typer.Argument(Path("definitions/hai-duong-dan-van-2022.yaml"),
@@ -232,16 +246,8 @@ def serve(
 ) -> None:
     """Register the deployments and automations of a plan, or of every plan in a folder, with the
     Prefect server and run them."""
-    from planflow import load_plan
-    from planflow.flows.served_plans import ServedPlanError, plan_files
-
-    if not os.environ.get("PREFECT_API_URL"):
-        fail(ValueError("PREFECT_API_URL is not set: start a server (prefect server start) and export "
-                         "PREFECT_API_URL=http://127.0.0.1:4200/api — see README, 'Run it for real'"))
-    try:  # every plan checked before anything is registered
-        plans = [load_plan(path) for path in plan_files(definition)]
-    except (*user_errors(), ServedPlanError) as exc:
-        fail(exc)
+    plans = _plans_for_server(definition, "start a server (prefect server start) and export "
+                                          "PREFECT_API_URL=http://127.0.0.1:4200/api — see README, 'Run it for real'")
     from planflow import connect
     from planflow.flows.serve import serve as serve_plans
     from planflow.status import masked_url
@@ -264,17 +270,10 @@ def deploy(
 ) -> None:
     """Register the deployments and automations of a plan, or of every plan in a folder, on a work
     pool: its workers (``prefect worker start --pool``, anywhere) run them. Nothing is served here."""
-    from planflow import load_plan
-    from planflow.flows.served_plans import ServedPlanError, plan_files
     from planflow.flows.serve import pool_type, register
 
-    if not os.environ.get("PREFECT_API_URL"):
-        fail(ValueError("PREFECT_API_URL is not set: export PREFECT_API_URL=http://<server>:4200/api — "
-                         "see README, 'Run it at scale'"))
-    try:  # every plan checked before anything is registered
-        plans = [load_plan(path) for path in plan_files(definition)]
-    except (*user_errors(), ServedPlanError) as exc:
-        fail(exc)
+    plans = _plans_for_server(definition, "export PREFECT_API_URL=http://<server>:4200/api — "
+                                          "see README, 'Run it at scale'")
     if asyncio.run(pool_type(pool)) is None:
         fail(LookupError(f"no work pool '{pool}' on {os.environ['PREFECT_API_URL']}: create it first — "
                          f"prefect work-pool create {pool} --type process --base-job-template work-pool.json"))
