@@ -267,3 +267,22 @@ async def _on_pool(pool: str) -> dict:
         deployments = await client.read_deployments(work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])))
         flows = {f.id: f.name for f in await client.read_flows()}
     return {f"{flows[d.flow_id]}/{d.name}": d.id for d in deployments}
+
+
+def test_deploy_refuses_without_a_server_or_with_a_broken_plan_before_it_registers_anything(folder):
+    """No ``PREFECT_API_URL``: said so. A plan of the folder broken: refused at its file and line,
+    before the server is asked anything (the URL here answers nothing)."""
+    from typer.testing import CliRunner
+
+    from planflow.flows.cli import app
+
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    no_server = CliRunner().invoke(app, ["deploy", str(folder)], env={**env, "PREFECT_API_URL": ""})
+    assert no_server.exit_code == 1 and "PREFECT_API_URL is not set" in no_server.output
+    other = folder / f"{OTHER}.yml"
+    other.write_text(other.read_text(encoding="utf-8").replace("registry: ", "registry: missing/"), encoding="utf-8")
+    broken = CliRunner().invoke(app, ["deploy", str(folder), "--pool", "planflow"],
+                                env={**env, "PREFECT_API_URL": "http://127.0.0.1:9/api"})
+    said = " ".join(broken.output.split())
+    assert broken.exit_code == 1 and f"{OTHER}.yml" in said and "missing/" in said, said
+    assert isinstance(broken.exception, SystemExit)
