@@ -28,9 +28,9 @@ from typing import Iterable
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine as SqlEngine
 
-from planflow import audit, escalation, letters, outbox, plan_versions, submissions, timers, tokens, units
+from planflow import (audit, escalation, letters, outbox, plan_versions, sibling_arrivals, submissions, timers, tokens,
+                      units)
 from planflow import store as s
-from planflow.arrivals import ON_ARRIVAL
 from planflow.loader import Plan
 from planflow.model import Element, Unit
 from planflow.services import HANDLERS, StepContext
@@ -96,14 +96,23 @@ class Engine:
             if not batch:
                 return moved
             with self.db.connect() as conn:
-                for token_id, iid, element_id, _process_id, arrived_at in batch:
-                    with conn.begin():  # one transaction per transition
-                        inst = tokens.instance_row(conn, iid)
-                        proc = self.plan.definition.process(inst.process_id)
-                        element = proc.element(element_id)
-                        ON_ARRIVAL[element.type](conn, self.plan, inst, proc, element, token_id,
-                                                 tokens.local(self.plan, arrived_at))
-                    moved += 1
+                for run in sibling_arrivals.runs(batch):
+                    self._arrive(conn, run)
+                    moved += len(run)
+
+    def _arrive(self, conn, run: list) -> None:
+        """One run of sibling tokens in one transaction (``sibling_arrivals``); if it fails,
+        one transaction per token, as alone: those before the failing one commit, its error is raised."""
+        if len(run) > 1:
+            try:
+                with conn.begin():
+                    sibling_arrivals.arrive(conn, self.plan, run)
+                return
+            except Exception:  # noqa: BLE001 - redone token by token below, where it raises
+                pass
+        for row in run:
+            with conn.begin():
+                sibling_arrivals.arrive(conn, self.plan, [row])
 
     def units(self, collection: str, scope_unit: str | None, as_of: dt.datetime) -> list[Unit]:
         """The units a collection names, valid on the day of ``as_of``, in registry order."""
