@@ -41,8 +41,10 @@ RUN_LIMIT = 500  # tokens per transaction: bounds how long a writer holds SQLite
 Row = tuple
 
 
-def runs(batch: list[Row], limit: int = RUN_LIMIT) -> list[list[Row]]:
-    """The batch cut into runs of consecutive tokens on one element of one process."""
+def runs(batch: list[Row], limit: int | None = None) -> list[list[Row]]:
+    """The batch cut into runs of consecutive tokens on one element of one process, each
+    of at most ``limit`` tokens (``RUN_LIMIT``; 1: one transaction per token)."""
+    limit = RUN_LIMIT if limit is None else limit
     out: list[list[Row]] = []
     for row in batch:
         last = out[-1] if out else None
