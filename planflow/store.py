@@ -215,18 +215,26 @@ audit = Table(
 Index("ix_audit_instance", audit.c.instance_id)
 
 
-def _tree_query():
-    """An instance's tree, root first, then level by level, each level by parent and id: a
-    recursive CTE (SQLite and PostgreSQL alike), built once, the root a parameter."""
+def _tree_cte():
+    """An instance's tree: a recursive CTE (SQLite and PostgreSQL alike), the root a parameter."""
     top = (select(instances.c.id, instances.c.parent_id, literal_column("0", Integer).label("depth"))
            .where(instances.c.id == bindparam("root_id")).cte("tree", recursive=True))
     below = (select(instances.c.id, instances.c.parent_id, top.c.depth + literal_column("1", Integer))
              .where(instances.c.parent_id == top.c.id))
-    tree = top.union_all(below)
+    return top.union_all(below)
+
+
+def _tree_query():
+    """An instance's tree, root first, then level by level, each level by parent and id: built
+    once, the root a parameter."""
+    tree = _tree_cte()
     return select(tree.c.id).order_by(tree.c.depth, tree.c.parent_id, tree.c.id)
 
 
 _TREE = _tree_query()
+# the ids of the tree as a subquery, for a statement that selects within a tree in one query
+# (``.in_(IN_TREE)``, the root given as ``root_id``)
+IN_TREE = select(_tree_cte().c.id)
 
 
 def tree_ids(conn, root_id: int) -> list[int]:

@@ -128,17 +128,21 @@ def finish_parent(conn, plan, inst, as_of) -> None:
 # --- tokens ----------------------------------------------------------------------------
 
 
+_IN_STATUS = (select(s.tokens.c.id, s.tokens.c.instance_id, s.tokens.c.element_id, s.instances.c.process_id,
+                     s.tokens.c.created_at)
+              .join(s.instances, s.instances.c.id == s.tokens.c.instance_id)
+              .where(s.tokens.c.status == bindparam("_status"), s.instances.c.definition_id == bindparam("_plan"))
+              .order_by(s.tokens.c.id))
+_IN_STATUS_IN_TREE = _IN_STATUS.where(s.tokens.c.instance_id.in_(s.IN_TREE))
+
+
 def in_status(conn, plan, status: str, root_id: int | None):
     """(id, instance_id, element_id, process_id, created_at) of the plan's tokens in
-    ``status``, oldest first; only those of the instance tree under ``root_id`` when it is given."""
-    q = (select(s.tokens.c.id, s.tokens.c.instance_id, s.tokens.c.element_id, s.instances.c.process_id,
-                s.tokens.c.created_at)
-         .join(s.instances, s.instances.c.id == s.tokens.c.instance_id)
-         .where(s.tokens.c.status == status, s.instances.c.definition_id == plan.id)
-         .order_by(s.tokens.c.id))
-    if root_id is not None:
-        q = q.where(s.tokens.c.instance_id.in_(s.tree_ids(conn, root_id)))
-    return conn.execute(q)
+    ``status``, oldest first; only those of the instance tree under ``root_id`` when it is
+    given (one statement either way, built once: the tree is a subquery)."""
+    if root_id is None:
+        return conn.execute(_IN_STATUS, {"_status": status, "_plan": plan.id})
+    return conn.execute(_IN_STATUS_IN_TREE, {"_status": status, "_plan": plan.id, "root_id": root_id})
 
 
 def claim(conn, token_id: int, new_status: str, as_of, *, from_status: str = "active", due_at=None) -> bool:
