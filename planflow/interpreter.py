@@ -37,6 +37,9 @@ from planflow.services import HANDLERS, StepContext
 from planflow.submissions import Submission
 
 
+STEP_RUN_LIMIT = 50  # step tokens per transaction: a handler can be heavy (a district's report)
+
+
 @dataclass(frozen=True)
 class ReadyStep:
     element_id: str
@@ -143,36 +146,65 @@ class Engine:
     def run_step(self, token_ids: Iterable[int], as_of: dt.datetime) -> int:
         """Run the service or send step each token waits on; return how many completed.
 
-        Each token is one transaction: the handler's writes and the token's completion
-        commit together, so a retry after a failure redoes only what did not commit. In a
-        replay the step completes at the moment it became ready, whatever ``as_of`` the
-        caller runs at; in a live instance at ``as_of`` (``tokens.moment_of``).
+        The tokens are run in one transaction per ``STEP_RUN_LIMIT`` of them (the siblings of
+        a step, e.g. every district's report, as ``sibling_arrivals`` runs arrivals): the
+        handlers' writes and the tokens' completions commit together, each token claimed
+        first, so a retry or a second worker runs nothing twice. If a handler fails, that
+        transaction is rolled back and its tokens are run one per transaction: those before
+        the failing one commit, the failing one records its error (``attempts``,
+        ``last_error``) and the error is raised. In a replay a step completes at the moment
+        it became ready, whatever ``as_of`` the caller runs at; in a live instance at
+        ``as_of`` (``tokens.moment_of``).
         """
-        done = 0
-        for token_id in token_ids:
-            try:
-                with self.db.begin() as conn:
-                    # claim first: a second worker blocks on the row (PostgreSQL) or the write
-                    # lock (SQLite), then finds it claimed and runs nothing
-                    if not tokens.claim(conn, token_id, "running", as_of, from_status="ready"):
-                        continue
-                    tok = conn.execute(select(s.tokens).where(s.tokens.c.id == token_id)).one()
-                    inst = tokens.instance_row(conn, tok.instance_id)
-                    at = tokens.moment_of(self.plan, inst, tok.created_at, as_of)
-                    element = self.plan.definition.process(inst.process_id).element(tok.element_id)
-                    handler = HANDLERS["send" if element.type == "sendTask" else element.handler]
-                    handler(StepContext(self, conn, inst, element, tok, at))
-                    if not tokens.claim(conn, token_id, "completed", at, from_status="running"):
-                        continue
-                    tokens.emit(conn, inst.id, str(token_id), element.next, at)
-                    audit.record(conn, at, inst.id, audit.ENGINE, "element.completed", element.id)
-                    done += 1
-            except Exception as exc:
-                with self.db.begin() as conn:
-                    conn.execute(update(s.tokens).where(s.tokens.c.id == token_id).values(
-                        attempts=s.tokens.c.attempts + 1, last_error=f"{type(exc).__name__}: {exc}"))
-                raise
+        token_ids, done = list(token_ids), 0
+        for k in range(0, len(token_ids), STEP_RUN_LIMIT):
+            chunk = token_ids[k:k + STEP_RUN_LIMIT]
+            if len(chunk) > 1:
+                try:
+                    with self.db.begin() as conn:
+                        done += self._steps_together(conn, chunk, as_of)
+                    continue
+                except Exception:  # noqa: BLE001 - redone one token per transaction below, where it raises
+                    pass
+            done += sum(self._step_alone(token_id, as_of) for token_id in chunk)
         return done
+
+    def _steps_together(self, conn, token_ids: list[int], as_of: dt.datetime) -> int:
+        # claim first: a second worker blocks on the rows (PostgreSQL) or the write lock
+        # (SQLite), then finds them claimed and runs nothing
+        claimed = tokens.claim_many(conn, token_ids, "running", from_status="ready")
+        if not claimed:
+            return 0
+        toks = {t.id: t for t in conn.execute(select(s.tokens).where(s.tokens.c.id.in_(claimed)))}
+        insts = {i.id: i for i in conn.execute(select(s.instances).where(
+            s.instances.c.id.in_({t.instance_id for t in toks.values()})))}
+        return sum(self._complete_step(conn, toks[t], insts[toks[t].instance_id], as_of)
+                   for t in token_ids if t in claimed)
+
+    def _step_alone(self, token_id: int, as_of: dt.datetime) -> int:
+        try:
+            with self.db.begin() as conn:
+                if not tokens.claim(conn, token_id, "running", as_of, from_status="ready"):
+                    return 0
+                tok = conn.execute(select(s.tokens).where(s.tokens.c.id == token_id)).one()
+                return self._complete_step(conn, tok, tokens.instance_row(conn, tok.instance_id), as_of)
+        except Exception as exc:
+            with self.db.begin() as conn:
+                conn.execute(update(s.tokens).where(s.tokens.c.id == token_id).values(
+                    attempts=s.tokens.c.attempts + 1, last_error=f"{type(exc).__name__}: {exc}"))
+            raise
+
+    def _complete_step(self, conn, tok, inst, as_of: dt.datetime) -> int:
+        """The step of one claimed (``running``) token: its handler, then the token moves on."""
+        at = tokens.moment_of(self.plan, inst, tok.created_at, as_of)
+        element = self.plan.definition.process(inst.process_id).element(tok.element_id)
+        handler = HANDLERS["send" if element.type == "sendTask" else element.handler]
+        handler(StepContext(self, conn, inst, element, tok, at))
+        if not tokens.claim(conn, tok.id, "completed", at, from_status="running"):
+            return 0
+        tokens.emit(conn, inst.id, str(tok.id), element.next, at)
+        audit.record(conn, at, inst.id, audit.ENGINE, "element.completed", element.id)
+        return 1
 
     # --- operating -------------------------------------------------------------------
 

@@ -124,3 +124,45 @@ def facts(engine) -> dict[str, list[tuple]]:
             "outbox": conn.execute(select(s.outbox.c.recipient, s.outbox.c.kind, s.outbox.c.element_id)
                                    .order_by(s.outbox.c.id)).all(),
         }
+
+
+def test_a_step_that_fails_for_one_district_keeps_the_others_and_records_the_error(engine, plan, monkeypatch):
+    from planflow import services
+
+    districts = codes(plan, "districts")
+    real = services.HANDLERS["record"]
+
+    def record(ctx):
+        if ctx.instance.scope_unit == districts[6]:
+            raise RuntimeError("máy chủ văn bản không trả lời")
+        real(ctx)
+
+    monkeypatch.setitem(services.HANDLERS, "record", record)
+    as_of = at(plan, 2022, 3, 15, 8)
+    engine.start(KEY, as_of)
+    engine.advance(as_of)
+    while not (plans := [st for st in engine.ready_steps() if st.element_id == "district_plan"]):
+        for step in engine.ready_steps():
+            engine.run_step(step.token_ids, as_of)
+        engine.advance(as_of)
+    with pytest.raises(RuntimeError, match="không trả lời"):
+        engine.run_step(plans[0].token_ids, as_of)
+
+    with engine.db.connect() as conn:
+        states = conn.execute(select(s.instances.c.scope_unit, s.tokens.c.status, s.tokens.c.attempts,
+                                     s.tokens.c.last_error)
+                              .join(s.instances, s.instances.c.id == s.tokens.c.instance_id)
+                              .where(s.tokens.c.element_id == "district_plan").order_by(s.tokens.c.id)).all()
+    assert [(u, st, n) for u, st, n, _ in states] == (
+        [(d, "completed", 0) for d in districts[:6]] + [(districts[6], "ready", 1)]
+        + [(d, "ready", 0) for d in districts[7:]])
+    assert states[6].last_error == "RuntimeError: máy chủ văn bản không trả lời"
+    assert engine.stalled(engine.instance_id(KEY))[0]["unit"] == districts[6]
+
+    # mended, the same step runs the rest; each district's plan is recorded once
+    monkeypatch.setitem(services.HANDLERS, "record", real)
+    assert engine.run_step(plans[0].token_ids, as_of) == 6
+    with engine.db.connect() as conn:
+        recorded = conn.scalars(select(s.audit.c.unit_code).where(s.audit.c.action == "step.recorded",
+                                                                  s.audit.c.element_id == "district_plan")).all()
+    assert sorted(recorded) == sorted(districts)
