@@ -179,6 +179,8 @@ reports = Table(
     Column("data", JSON, nullable=False),
     Column("markdown", Text, nullable=False),
 )
+# an instance's reports (its next round, its latest): without it each lookup reads every report
+Index("ix_reports_instance", reports.c.instance_id)
 
 outbox = Table(
     "outbox", metadata,
