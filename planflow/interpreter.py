@@ -17,14 +17,16 @@ sibling transitions — the consecutive tokens of one ``advance`` batch on one e
 process (at most ``sibling_arrivals.RUN_LIMIT``), the tokens of one ``run_step`` call (at
 most ``STEP_RUN_LIMIT``) — each still claimed and stamped on its own and writing the rows it
 writes alone, in the same order; a run that fails is rolled back and redone one transition
-per transaction, so what commits and what is raised are as with one per transaction (the
-rule since issue 15: ~600 district sub-processes otherwise cost 1 800 commits a cycle).
+per transaction, so what commits and what is raised are as with one per transaction — and
+the run's error is raised even if every token then went through alone (the rule since
+issue 15: ~600 district sub-processes otherwise cost 1 800 commits a cycle).
 
 Time is always passed in (``as_of``); the engine never reads a clock. Each transition
-carries the moment it belongs to, whichever process runs it and whenever: a token arrives at its element at its
-``created_at``; in a replay (an instance started with ``replay=True``, on plan time) a
-service step completes at the moment it became ready and a boundary timer acts at its
-``fire_at``; a live instance stamps those with the caller's (real) clock.
+carries the moment it belongs to, whichever process runs it and whenever: a token arrives
+at its element at its ``created_at``; in a replay (an instance started with
+``replay=True``, on plan time) a service step completes at the moment it became ready and
+a boundary timer acts at its ``fire_at``; a live instance stamps those with the caller's
+(real) clock.
 """
 
 from __future__ import annotations
@@ -112,18 +114,23 @@ class Engine:
                     moved += len(run)
 
     def _arrive(self, conn, run: list) -> None:
-        """One run of sibling tokens in one transaction (``sibling_arrivals``); if it fails,
-        one transaction per token, as alone: those before the failing one commit, its error is raised."""
+        """One run of sibling tokens in one transaction (``sibling_arrivals``). If it fails, it
+        is redone one transaction per token: a token that fails alone raises its error, as
+        before the runs (those before it committed); if none does, the run's error is raised
+        all the same — an error is never swallowed, and what is redone is idempotent."""
+        failed = None
         if len(run) > 1:
             try:
                 with conn.begin():
                     sibling_arrivals.arrive(conn, self.plan, run)
                 return
-            except Exception:  # noqa: BLE001 - redone token by token below, where it raises
-                pass
+            except Exception as exc:  # noqa: BLE001 - raised below, once the run is redone token by token
+                failed = exc
         for row in run:
             with conn.begin():
                 sibling_arrivals.arrive(conn, self.plan, [row])
+        if failed is not None:
+            raise failed
 
     def units(self, collection: str, scope_unit: str | None, as_of: dt.datetime) -> list[Unit]:
         """The units a collection names, valid on the day of ``as_of``, in registry order."""
@@ -160,21 +167,24 @@ class Engine:
         first, so a retry or a second worker runs nothing twice. If a handler fails, that
         transaction is rolled back and its tokens are run one per transaction: those before
         the failing one commit, the failing one records its error (``attempts``,
-        ``last_error``) and the error is raised. In a replay a step completes at the moment
+        ``last_error``) and the error is raised (and if none fails alone, the chunk's error
+        is raised once they all went through: an error is never swallowed). In a replay a step completes at the moment
         it became ready, whatever ``as_of`` the caller runs at; in a live instance at
         ``as_of`` (``tokens.moment_of``).
         """
         token_ids, done = list(token_ids), 0
         for k in range(0, len(token_ids), STEP_RUN_LIMIT):
-            chunk = token_ids[k:k + STEP_RUN_LIMIT]
+            chunk, failed = token_ids[k:k + STEP_RUN_LIMIT], None
             if len(chunk) > 1:
                 try:
                     with self.db.begin() as conn:
                         done += self._steps_together(conn, chunk, as_of)
                     continue
-                except Exception:  # noqa: BLE001 - redone one token per transaction below, where it raises
-                    pass
+                except Exception as exc:  # noqa: BLE001 - raised below, once redone token by token
+                    failed = exc
             done += sum(self._step_alone(token_id, as_of) for token_id in chunk)
+            if failed is not None:  # every token went through alone: the chunk's error all the same
+                raise failed
         return done
 
     def _steps_together(self, conn, token_ids: list[int], as_of: dt.datetime) -> int:
@@ -184,9 +194,8 @@ class Engine:
         if not claimed:
             return 0
         toks = {t.id: t for t in conn.execute(select(s.tokens).where(s.tokens.c.id.in_(claimed)))}
-        insts = {i.id: i for i in conn.execute(select(s.instances).where(
-            s.instances.c.id.in_({t.instance_id for t in toks.values()})))}
-        return sum(self._complete_step(conn, toks[t], insts[toks[t].instance_id], as_of)
+        # each instance read as its token comes: a handler before it may have changed its variables
+        return sum(self._complete_step(conn, toks[t], tokens.instance_row(conn, toks[t].instance_id), as_of)
                    for t in token_ids if t in claimed)
 
     def _step_alone(self, token_id: int, as_of: dt.datetime) -> int:

@@ -17,7 +17,9 @@ transition safe:
   table's rows in token order), so the record does not depend on how tokens were grouped;
 * if a run fails (a handler raises, or PostgreSQL picks the transaction as a deadlock
   victim), it is rolled back and interpreted again one token per transaction: the tokens
-  before the failing one commit and its error is raised, exactly as before the rule.
+  before the failing one commit and its error is raised, exactly as before the rule; if
+  no token fails alone, the run's error is raised once they all went through (an error is
+  never swallowed: a caller that retries finds them done).
 
 The element kinds that many siblings reach at once have a handler for a whole run
 (``ON_ARRIVAL_MANY``: start, end, service and send steps, user tasks); the others run
@@ -60,7 +62,7 @@ def arrive(conn, plan, run: list[Row]) -> None:
     proc = plan.definition.process(run[0][3])
     element = proc.element(run[0][2])
     many = ON_ARRIVAL_MANY.get(element.type) if len(run) > 1 else None
-    if many is not None:
+    if many is not None:  # its handlers read only what an instance never changes (scope, parent)
         insts = {r.id: r for r in conn.execute(select(s.instances).where(
             s.instances.c.id.in_(sorted({row[1] for row in run}))))}
         if many(conn, plan, insts, element, run):
