@@ -2,9 +2,10 @@
 
 ``ON_ARRIVAL`` is the one table of them, in the manner of Prefect's orchestration rules:
 ``Engine.advance`` looks up the kind of the element an active token sits on and calls its
-handler, inside the one transaction of that transition. Every handler has the same
-signature, ``(conn, plan, instance, process, element, token_id, as_of)``, and claims the
-token before it writes anything (``tokens.claim``), so running it twice changes nothing.
+handler, inside the transaction of that transition (or of its run of siblings:
+``sibling_arrivals``). Every handler has the same signature, ``(conn, plan, instance,
+process, element, token_id, as_of)``, and claims the token before it writes anything
+(``tokens.claim``), so running it twice changes nothing.
 ``as_of`` is the moment the token arrived (its ``created_at``), never the clock of the
 process that happens to interpret it: a user task opens, and its due moment and ladder
 are reckoned, from when the token reached it.

@@ -114,7 +114,10 @@ def _due_items(conn, plan, as_of: dt.datetime, root_id: int | None):
                 s.instances.c.process_id, s.instances.c.scope_unit)
          .join(s.instances, s.instances.c.id == s.work_items.c.instance_id)
          .where(s.work_items.c.status == "open", s.work_items.c.next_notice_at <= as_of,
-                s.instances.c.definition_id == plan.id))
+                s.instances.c.definition_id == plan.id)
+         # a fixed order (SQLite's own, by its index): a grouped letter is named after its first
+         # item, which on PostgreSQL otherwise depended on where updates had left the rows
+         .order_by(s.work_items.c.next_notice_at, s.work_items.c.id))
     if root_id is not None:
         q = q.where(s.work_items.c.instance_id.in_(s.tree_ids(conn, root_id)))
     if conn.dialect.name == "postgresql":

@@ -54,7 +54,13 @@ async def _pg_held(db: SqlEngine, lock_key: int) -> AsyncIterator[None]:
         try:
             yield
         finally:
-            conn.scalar(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key})
+            try:
+                conn.scalar(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key})
+            except BaseException:
+                # the session would go back to the pool still holding the lock, and every
+                # later driver would wait for it for ever: end the session, and the lock with it
+                conn.invalidate()
+                raise
 
 
 @contextlib.asynccontextmanager

@@ -6,17 +6,27 @@ modules named after what they are:
 * ``tokens``: instances and their tokens, the moves every transition is made of;
 * ``arrivals``: what a token does when it arrives at an element, one handler per element
   kind in one table (``ON_ARRIVAL``), in the manner of Prefect's orchestration rules;
+* ``sibling_arrivals``: the same for a run of sibling tokens at once (``ON_ARRIVAL_MANY``);
 * ``submissions``: what units send to their open tasks, checked, claimed, recorded;
 * ``timers``: boundary timers; ``escalation``: reminders and the escalation ladder;
 * ``units``: the units a collection names on a day.
 
-Every transition runs in one transaction and claims its token with a conditional UPDATE,
-so a replay, a retry or a second worker changes nothing twice. Time is always passed in
-(``as_of``); the engine never reads a clock. Each transition carries the moment it belongs
-to, whichever process runs it and whenever: a token arrives at its element at its
-``created_at``; in a replay (an instance started with ``replay=True``, on plan time) a
-service step completes at the moment it became ready and a boundary timer acts at its
-``fire_at``; a live instance stamps those with the caller's (real) clock.
+Every transition claims its token with a conditional UPDATE, so a replay, a retry or a
+second worker changes nothing twice. A transaction holds one transition, or a run of
+sibling transitions — the consecutive tokens of one ``advance`` batch on one element of one
+process (at most ``sibling_arrivals.RUN_LIMIT``), the tokens of one ``run_step`` call (at
+most ``STEP_RUN_LIMIT``) — each still claimed and stamped on its own and writing the rows it
+writes alone, in the same order; a run that fails is rolled back and redone one transition
+per transaction, so what commits and what is raised are as with one per transaction — and
+the run's error is raised even if every token then went through alone (the rule since
+issue 15: ~600 district sub-processes otherwise cost 1 800 commits a cycle).
+
+Time is always passed in (``as_of``); the engine never reads a clock. Each transition
+carries the moment it belongs to, whichever process runs it and whenever: a token arrives
+at its element at its ``created_at``; in a replay (an instance started with
+``replay=True``, on plan time) a service step completes at the moment it became ready and
+a boundary timer acts at its ``fire_at``; a live instance stamps those with the caller's
+(real) clock.
 """
 
 from __future__ import annotations
@@ -28,13 +38,16 @@ from typing import Iterable
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine as SqlEngine
 
-from planflow import audit, escalation, letters, outbox, plan_versions, submissions, timers, tokens, units
+from planflow import (audit, escalation, letters, outbox, plan_versions, sibling_arrivals, submissions, timers, tokens,
+                      units)
 from planflow import store as s
-from planflow.arrivals import ON_ARRIVAL
 from planflow.loader import Plan
 from planflow.model import Element, Unit
 from planflow.services import HANDLERS, StepContext
 from planflow.submissions import Submission
+
+
+STEP_RUN_LIMIT = 50  # step tokens per transaction: a handler can be heavy (a district's report)
 
 
 @dataclass(frozen=True)
@@ -96,14 +109,28 @@ class Engine:
             if not batch:
                 return moved
             with self.db.connect() as conn:
-                for token_id, iid, element_id, _process_id, arrived_at in batch:
-                    with conn.begin():  # one transaction per transition
-                        inst = tokens.instance_row(conn, iid)
-                        proc = self.plan.definition.process(inst.process_id)
-                        element = proc.element(element_id)
-                        ON_ARRIVAL[element.type](conn, self.plan, inst, proc, element, token_id,
-                                                 tokens.local(self.plan, arrived_at))
-                    moved += 1
+                for run in sibling_arrivals.runs(batch):
+                    self._arrive(conn, run)
+                    moved += len(run)
+
+    def _arrive(self, conn, run: list) -> None:
+        """One run of sibling tokens in one transaction (``sibling_arrivals``). If it fails, it
+        is redone one transaction per token: a token that fails alone raises its error, as
+        before the runs (those before it committed); if none does, the run's error is raised
+        all the same — an error is never swallowed, and what is redone is idempotent."""
+        failed = None
+        if len(run) > 1:
+            try:
+                with conn.begin():
+                    sibling_arrivals.arrive(conn, self.plan, run)
+                return
+            except Exception as exc:  # noqa: BLE001 - raised below, once the run is redone token by token
+                failed = exc
+        for row in run:
+            with conn.begin():
+                sibling_arrivals.arrive(conn, self.plan, [row])
+        if failed is not None:
+            raise failed
 
     def units(self, collection: str, scope_unit: str | None, as_of: dt.datetime) -> list[Unit]:
         """The units a collection names, valid on the day of ``as_of``, in registry order."""
@@ -134,36 +161,67 @@ class Engine:
     def run_step(self, token_ids: Iterable[int], as_of: dt.datetime) -> int:
         """Run the service or send step each token waits on; return how many completed.
 
-        Each token is one transaction: the handler's writes and the token's completion
-        commit together, so a retry after a failure redoes only what did not commit. In a
-        replay the step completes at the moment it became ready, whatever ``as_of`` the
-        caller runs at; in a live instance at ``as_of`` (``tokens.moment_of``).
+        The tokens are run in one transaction per ``STEP_RUN_LIMIT`` of them (the siblings of
+        a step, e.g. every district's report, as ``sibling_arrivals`` runs arrivals): the
+        handlers' writes and the tokens' completions commit together, each token claimed
+        first, so a retry or a second worker runs nothing twice. If a handler fails, that
+        transaction is rolled back and its tokens are run one per transaction: those before
+        the failing one commit, the failing one records its error (``attempts``,
+        ``last_error``) and the error is raised (and if none fails alone, the chunk's error
+        is raised once they all went through: an error is never swallowed). In a replay a step completes at the moment
+        it became ready, whatever ``as_of`` the caller runs at; in a live instance at
+        ``as_of`` (``tokens.moment_of``).
         """
-        done = 0
-        for token_id in token_ids:
-            try:
-                with self.db.begin() as conn:
-                    # claim first: a second worker blocks on the row (PostgreSQL) or the write
-                    # lock (SQLite), then finds it claimed and runs nothing
-                    if not tokens.claim(conn, token_id, "running", as_of, from_status="ready"):
-                        continue
-                    tok = conn.execute(select(s.tokens).where(s.tokens.c.id == token_id)).one()
-                    inst = tokens.instance_row(conn, tok.instance_id)
-                    at = tokens.moment_of(self.plan, inst, tok.created_at, as_of)
-                    element = self.plan.definition.process(inst.process_id).element(tok.element_id)
-                    handler = HANDLERS["send" if element.type == "sendTask" else element.handler]
-                    handler(StepContext(self, conn, inst, element, tok, at))
-                    if not tokens.claim(conn, token_id, "completed", at, from_status="running"):
-                        continue
-                    tokens.emit(conn, inst.id, str(token_id), element.next, at)
-                    audit.record(conn, at, inst.id, audit.ENGINE, "element.completed", element.id)
-                    done += 1
-            except Exception as exc:
-                with self.db.begin() as conn:
-                    conn.execute(update(s.tokens).where(s.tokens.c.id == token_id).values(
-                        attempts=s.tokens.c.attempts + 1, last_error=f"{type(exc).__name__}: {exc}"))
-                raise
+        token_ids, done = list(token_ids), 0
+        for k in range(0, len(token_ids), STEP_RUN_LIMIT):
+            chunk, failed = token_ids[k:k + STEP_RUN_LIMIT], None
+            if len(chunk) > 1:
+                try:
+                    with self.db.begin() as conn:
+                        done += self._steps_together(conn, chunk, as_of)
+                    continue
+                except Exception as exc:  # noqa: BLE001 - raised below, once redone token by token
+                    failed = exc
+            done += sum(self._step_alone(token_id, as_of) for token_id in chunk)
+            if failed is not None:  # every token went through alone: the chunk's error all the same
+                raise failed
         return done
+
+    def _steps_together(self, conn, token_ids: list[int], as_of: dt.datetime) -> int:
+        # claim first: a second worker blocks on the rows (PostgreSQL) or the write lock
+        # (SQLite), then finds them claimed and runs nothing
+        claimed = tokens.claim_many(conn, token_ids, "running", from_status="ready")
+        if not claimed:
+            return 0
+        toks = {t.id: t for t in conn.execute(select(s.tokens).where(s.tokens.c.id.in_(claimed)))}
+        # each instance read as its token comes: a handler before it may have changed its variables
+        return sum(self._complete_step(conn, toks[t], tokens.instance_row(conn, toks[t].instance_id), as_of)
+                   for t in token_ids if t in claimed)
+
+    def _step_alone(self, token_id: int, as_of: dt.datetime) -> int:
+        try:
+            with self.db.begin() as conn:
+                if not tokens.claim(conn, token_id, "running", as_of, from_status="ready"):
+                    return 0
+                tok = conn.execute(select(s.tokens).where(s.tokens.c.id == token_id)).one()
+                return self._complete_step(conn, tok, tokens.instance_row(conn, tok.instance_id), as_of)
+        except Exception as exc:
+            with self.db.begin() as conn:
+                conn.execute(update(s.tokens).where(s.tokens.c.id == token_id).values(
+                    attempts=s.tokens.c.attempts + 1, last_error=f"{type(exc).__name__}: {exc}"))
+            raise
+
+    def _complete_step(self, conn, tok, inst, as_of: dt.datetime) -> int:
+        """The step of one claimed (``running``) token: its handler, then the token moves on."""
+        at = tokens.moment_of(self.plan, inst, tok.created_at, as_of)
+        element = self.plan.definition.process(inst.process_id).element(tok.element_id)
+        handler = HANDLERS["send" if element.type == "sendTask" else element.handler]
+        handler(StepContext(self, conn, inst, element, tok, at))
+        if not tokens.claim(conn, tok.id, "completed", at, from_status="running"):
+            return 0
+        tokens.emit(conn, inst.id, str(tok.id), element.next, at)
+        audit.record(conn, at, inst.id, audit.ENGINE, "element.completed", element.id)
+        return 1
 
     # --- operating -------------------------------------------------------------------
 

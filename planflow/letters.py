@@ -146,15 +146,17 @@ def _unit_tasks(plan, process, scope_unit: str | None, as_of) -> dict[str, list]
     return out
 
 
-def _duties(plan, tasks: list, unit_code: str) -> dict:
+def _duties(plan, tasks: list, unit_code: str, dues: dict) -> dict:
     """What a dissemination letter asks of its recipient: its tasks' names and, for the task
-    it reports by, the due moment and where the report goes (None: nothing to report)."""
+    it reports by, the due moment and where the report goes (None: nothing to report).
+    ``dues``: the due moment of each task, filled as they are met (one letter, many recipients)."""
     names: list[str] = []
     report = None
     for element, scope in tasks:
         if report is None and element.type == "userTask" and element.lane in UNIT_LANES and element.due:
-            report = {"due": resolve_due(plan.calendar, element.due),
-                      "submit_to": reporting_line(plan, unit_code, scope)}
+            if element.id not in dues:
+                dues[element.id] = resolve_due(plan.calendar, element.due)
+            report = {"due": dues[element.id], "submit_to": reporting_line(plan, unit_code, scope)}
         elif element.name and element.name not in names:  # the report itself is said apart
             names.append(element.name)
     return {"duties": names, "report": report}
@@ -163,8 +165,8 @@ def _duties(plan, tasks: list, unit_code: str) -> dict:
 def _dissemination_extra(plan, element, inst, as_of, recipients) -> dict[str, dict]:
     process = plan.definition.process(inst.process_id)
     tasks = _unit_tasks(plan, process, inst.scope_unit, as_of)
-    return {u.code: {"due": plan_deadline(plan), **_duties(plan, tasks.get(u.code, []), u.code)}
-            for u in recipients}
+    deadline, dues = plan_deadline(plan), {}
+    return {u.code: {"due": deadline, **_duties(plan, tasks.get(u.code, []), u.code, dues)} for u in recipients}
 
 
 def _report_bodies(plan, as_of) -> dict:

@@ -44,6 +44,25 @@ class UTCDateTime(TypeDecorator):
     def process_result_value(self, value, dialect):
         return None if value is None else value.replace(tzinfo=dt.timezone.utc)
 
+    def bind_processor(self, dialect):
+        """``process_bind_param`` and the dialect's own conversion (SQLite: to text), kept per
+        moment: a batch of 10 000 rows binds a handful of distinct moments 40 000 times.
+        Equal aware datetimes are the same instant, so they share their stored form."""
+        convert = super().bind_processor(dialect)
+        seen: dict[dt.datetime, object] = {}
+
+        def process(value):
+            if value is None:
+                return None
+            stored = seen.get(value)
+            if stored is None:
+                stored = convert(value)  # a naive datetime never equals an aware key: it raises here
+                if len(seen) >= 4096:
+                    seen.clear()
+                seen[value] = stored
+            return stored
+        return process
+
 
 metadata = MetaData()
 
@@ -160,6 +179,8 @@ reports = Table(
     Column("data", JSON, nullable=False),
     Column("markdown", Text, nullable=False),
 )
+# an instance's reports (its next round, its latest): without it each lookup reads every report
+Index("ix_reports_instance", reports.c.instance_id)
 
 outbox = Table(
     "outbox", metadata,
@@ -215,18 +236,26 @@ audit = Table(
 Index("ix_audit_instance", audit.c.instance_id)
 
 
-def _tree_query():
-    """An instance's tree, root first, then level by level, each level by parent and id: a
-    recursive CTE (SQLite and PostgreSQL alike), built once, the root a parameter."""
+def _tree_cte():
+    """An instance's tree: a recursive CTE (SQLite and PostgreSQL alike), the root a parameter."""
     top = (select(instances.c.id, instances.c.parent_id, literal_column("0", Integer).label("depth"))
            .where(instances.c.id == bindparam("root_id")).cte("tree", recursive=True))
     below = (select(instances.c.id, instances.c.parent_id, top.c.depth + literal_column("1", Integer))
              .where(instances.c.parent_id == top.c.id))
-    tree = top.union_all(below)
+    return top.union_all(below)
+
+
+def _tree_query():
+    """An instance's tree, root first, then level by level, each level by parent and id: built
+    once, the root a parameter."""
+    tree = _tree_cte()
     return select(tree.c.id).order_by(tree.c.depth, tree.c.parent_id, tree.c.id)
 
 
 _TREE = _tree_query()
+# the ids of the tree as a subquery, for a statement that selects within a tree in one query
+# (``.in_(IN_TREE)``, the root given as ``root_id``)
+IN_TREE = select(_tree_cte().c.id)
 
 
 def tree_ids(conn, root_id: int) -> list[int]:

@@ -23,14 +23,17 @@ from planflow import tokens
 
 def set_for(conn, plan, element, token_id: int, due: dt.datetime, as_of: dt.datetime) -> None:
     """The boundary timers of a user task that opened at ``as_of``, due at ``due``."""
-    cal = plan.calendar
-    rows = []
-    for b in element.boundary:
-        anchor = due if b.anchor == "due" else as_of
-        fire_at = cal.shift(anchor, b.after, at=b.at)
-        rows.append(dict(token_id=token_id, boundary_id=b.id, fire_at=fire_at, cancelled=False))
+    rows = rows_for(plan, element, token_id, due, as_of)
     if rows:
         conn.execute(s.insert_ignore(conn, s.timers), rows)
+
+
+def rows_for(plan, element, token_id: int, due: dt.datetime, as_of: dt.datetime) -> list[dict]:
+    """The timer rows ``set_for`` writes (tasks opening together write theirs at once)."""
+    cal = plan.calendar
+    return [dict(token_id=token_id, boundary_id=b.id, cancelled=False,
+                 fire_at=cal.shift(due if b.anchor == "due" else as_of, b.after, at=b.at))
+            for b in element.boundary]
 
 
 def next_at(conn, root_id: int | None = None) -> dt.datetime | None:

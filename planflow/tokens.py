@@ -108,29 +108,41 @@ def end_instance(conn, plan, inst, as_of) -> None:
     if not done:
         return
     audit.record(conn, as_of, inst.id, audit.ENGINE, "instance.completed")
-    if inst.parent_token_id is not None:
-        if not conn.scalar(_SIBLINGS_LEFT, {"_ptid": inst.parent_token_id}):
-            # the call activity moves on when the last of its sub-processes ended, whichever
-            # of them happens to be interpreted last
-            last = conn.scalar(_LAST_SIBLING_END, {"_ptid": inst.parent_token_id})
-            at = local(plan, last) if last is not None and last > as_of else as_of
-            finish_waiting(conn, plan, inst.parent_id, inst.parent_token_id, at)
+    if inst.parent_token_id is not None and not siblings_left(conn, inst.parent_token_id):
+        finish_parent(conn, plan, inst, as_of)
+
+
+def siblings_left(conn, parent_token_id: int) -> bool:
+    """Is a sub-process instance of this call activity's token not completed yet?"""
+    return bool(conn.scalar(_SIBLINGS_LEFT, {"_ptid": parent_token_id}))
+
+
+def finish_parent(conn, plan, inst, as_of) -> None:
+    """The call activity that started ``inst`` moves on (none of its sub-processes is left),
+    at the moment the last of them ended, whichever of them happens to be interpreted last."""
+    last = conn.scalar(_LAST_SIBLING_END, {"_ptid": inst.parent_token_id})
+    at = local(plan, last) if last is not None and last > as_of else as_of
+    finish_waiting(conn, plan, inst.parent_id, inst.parent_token_id, at)
 
 
 # --- tokens ----------------------------------------------------------------------------
 
 
+_IN_STATUS = (select(s.tokens.c.id, s.tokens.c.instance_id, s.tokens.c.element_id, s.instances.c.process_id,
+                     s.tokens.c.created_at)
+              .join(s.instances, s.instances.c.id == s.tokens.c.instance_id)
+              .where(s.tokens.c.status == bindparam("_status"), s.instances.c.definition_id == bindparam("_plan"))
+              .order_by(s.tokens.c.id))
+_IN_STATUS_IN_TREE = _IN_STATUS.where(s.tokens.c.instance_id.in_(s.IN_TREE))
+
+
 def in_status(conn, plan, status: str, root_id: int | None):
     """(id, instance_id, element_id, process_id, created_at) of the plan's tokens in
-    ``status``, oldest first; only those of the instance tree under ``root_id`` when it is given."""
-    q = (select(s.tokens.c.id, s.tokens.c.instance_id, s.tokens.c.element_id, s.instances.c.process_id,
-                s.tokens.c.created_at)
-         .join(s.instances, s.instances.c.id == s.tokens.c.instance_id)
-         .where(s.tokens.c.status == status, s.instances.c.definition_id == plan.id)
-         .order_by(s.tokens.c.id))
-    if root_id is not None:
-        q = q.where(s.tokens.c.instance_id.in_(s.tree_ids(conn, root_id)))
-    return conn.execute(q)
+    ``status``, oldest first; only those of the instance tree under ``root_id`` when it is
+    given (one statement either way, built once: the tree is a subquery)."""
+    if root_id is None:
+        return conn.execute(_IN_STATUS, {"_status": status, "_plan": plan.id})
+    return conn.execute(_IN_STATUS_IN_TREE, {"_status": status, "_plan": plan.id, "root_id": root_id})
 
 
 def claim(conn, token_id: int, new_status: str, as_of, *, from_status: str = "active", due_at=None) -> bool:
@@ -144,6 +156,25 @@ def claim(conn, token_id: int, new_status: str, as_of, *, from_status: str = "ac
     else:
         res = conn.execute(_CLAIM, params)
     return res.rowcount == 1
+
+
+def claim_many(conn, token_ids, new_status: str, *, from_status: str = "active", completed_at=None,
+               due_at=None) -> set[int]:
+    """``claim`` for many tokens in one ``UPDATE ... RETURNING``: the ids this caller moved
+    (a token another worker or an earlier run moved is not among them). ``completed_at``
+    and ``due_at`` are set in the same statement when given (a value, or a column of the
+    token such as ``created_at``: a token that arrived completes at its arrival)."""
+    token_ids = list(token_ids)
+    if not token_ids:
+        return set()
+    values = {"status": new_status}
+    if completed_at is not None:
+        values["completed_at"] = completed_at
+    if due_at is not None:
+        values["due_at"] = due_at
+    return set(conn.scalars(update(s.tokens).where(s.tokens.c.id.in_(token_ids),
+                                                   s.tokens.c.status == from_status)
+                            .values(**values).returning(s.tokens.c.id)))
 
 
 def emit(conn, iid: int, key_prefix: str, targets: Iterable[str], as_of) -> None:
@@ -193,9 +224,7 @@ def settle(conn, plan, token_ids: set[int], as_of) -> None:
 def _finish_waiting_many(conn, plan, token_ids: list[int], as_of) -> None:
     """``finish_waiting`` for many tokens in a few statements: the same rows, in the same
     order, as finishing them one by one (ascending token id)."""
-    claimed = set(conn.scalars(update(s.tokens).where(s.tokens.c.id.in_(token_ids),
-                                                      s.tokens.c.status == "waiting")
-                               .values(status="completed", completed_at=as_of).returning(s.tokens.c.id)))
+    claimed = claim_many(conn, token_ids, "completed", from_status="waiting", completed_at=as_of)
     if not claimed:
         return
     rows = {r.id: r for r in conn.execute(
