@@ -165,12 +165,28 @@ class Cluster:
             if proc.poll() is None:
                 self.peak[name] = max(self.peak.get(name, 0.0), rss_mib(proc.pid))
 
+    def cpu_s(self) -> dict[str, float]:
+        """CPU seconds so far of each live process, its finished children included (a worker's
+        flow-run processes): /proc's utime + stime + cutime + cstime."""
+        tick, out = os.sysconf("SC_CLK_TCK"), {}
+        for name, proc in self.procs.items():
+            try:
+                fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            out[name] = round(sum(int(f) for f in fields[11:15]) / tick, 1)
+        return out
+
     def kill(self, name: str) -> list[int]:
-        """SIGKILL a worker and every process it started (its session): a machine lost mid-year.
+        """SIGKILL a worker and every process it started: a machine lost mid-year.
         Return the pids killed."""
         proc = self.procs[name]
         pids = [proc.pid, *children(proc.pid)]
-        os.killpg(proc.pid, signal.SIGKILL)
+        for pid in pids:  # one by one: a worker may start its flow runs in sessions of their own
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         proc.wait()
         return pids
 

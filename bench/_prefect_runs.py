@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 from _prefect_cluster import children
 
@@ -17,6 +18,7 @@ class Runs:
     again; :meth:`finished` follows the new run."""
 
     PENDING_S = 20.0
+    SILENT_S = 150.0  # Running, its process gone, and not set Crashed by the lost-run automation (90 s)
     POLL_S = 2.0
     TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
@@ -55,19 +57,23 @@ class Runs:
             await asyncio.sleep(self.POLL_S)
         raise TimeoutError(f"no new run of deployment {deployment_id} after {timeout:.0f} s")
 
-    async def finished(self, run_id, timeout: float = 900):
+    async def finished(self, run_id, timeout: float = 1800):
         """Wait until the run (or the run that replaced it) is over; return it. After a kill, a run
-        the server set Crashed (the plan's lost-run automation: no heartbeat for 90 s) or one left
-        Pending is run again, as the operator would on the incident letter; otherwise a run that did
-        not complete is an error, named with its state's message."""
+        the server set Crashed (the plan's lost-run automation: no heartbeat for 90 s) is run again,
+        as the operator would on the incident letter; so is one the automation cannot see, which
+        sent no heartbeat before its worker died — Pending (``PENDING_S``) or Running (``SILENT_S``)
+        with no flow-run process of it left on this machine — after the bench sets it Crashed.
+        Otherwise a run that did not complete is an error, named with its state's message."""
         deadline = time.monotonic() + timeout
-        pending_since = None
+        orphan_since = None
         while time.monotonic() < deadline:
             run = await self.client.read_flow_run(run_id)
             kind = run.state.type.value if run.state else "SCHEDULED"
-            pending_since = (pending_since or time.monotonic()) if kind == "PENDING" else None
-            if self.after_kill and (kind == "CRASHED" or (pending_since and time.monotonic() - pending_since > self.PENDING_S)):
-                run_id, pending_since = await self._replace(run), None
+            orphan = kind in ("PENDING", "RUNNING") and self.after_kill and str(run.id) not in live_runs()
+            orphan_since = (orphan_since or time.monotonic()) if orphan else None
+            wait_s = self.PENDING_S if kind == "PENDING" else self.SILENT_S
+            if self.after_kill and (kind == "CRASHED" or (orphan_since and time.monotonic() - orphan_since > wait_s)):
+                run_id, orphan_since = await self._replace(run), None
             elif kind in self.TERMINAL:
                 if kind != "COMPLETED":
                     raise RuntimeError(f"flow run {run.name} ({run_id}): {kind} {run.state.message}")
@@ -79,8 +85,8 @@ class Runs:
         from prefect.states import Crashed
 
         state = run.state.type.value
-        if state != "CRASHED":  # Pending on the dead worker: no heartbeat ever came, so say it here
-            await self.client.set_flow_run_state(run.id, Crashed(message="left Pending by a worker that was lost"),
+        if state != "CRASHED":  # no heartbeat ever reached the server: the automation cannot tell
+            await self.client.set_flow_run_state(run.id, Crashed(message=f"left {state} by a worker that was lost"),
                                                  force=True)
         new = await self.start(run.deployment_id, run.parameters)
         self.lost.append({"run": run.name, "state": state, "message": run.state.message, "run_again_as": str(new)})
@@ -112,11 +118,43 @@ class Chaos:
         self.started += 1
         if self.enabled and self.killed is None and self.started >= self.half:
             self.killed = {}  # the plans that start meanwhile must not kill it again
-            for _ in range(60):  # until it runs something (a flow-run process of its own), 30 s at most
-                if children(self.cluster.procs["worker-1"].pid):
-                    break
-                await asyncio.sleep(0.5)
+            await self._worker_busy(self.cluster.procs["worker-1"].pid)
             self.cluster.sample_memory()
             pids = self.cluster.kill("worker-1")
             self.runs.after_kill = True
             self.killed = {"worker": "worker-1", "after_cycles_started": self.started, "processes_killed": len(pids)}
+
+    @staticmethod
+    async def _worker_busy(pid: int, running_s: float = 12.0, at_most_s: float = 90.0) -> None:
+        """Until a flow-run process of the worker has lived ``running_s`` (its run started and sent
+        its first heartbeat), ``at_most_s`` at the most."""
+        seen: dict[int, float] = {}
+        deadline = time.monotonic() + at_most_s
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            alive = set(children(pid))
+            seen = {p: t for p, t in seen.items() if p in alive} | {p: now for p in alive if p not in seen}
+            if any(now - t >= running_s for t in seen.values()):
+                return
+            await asyncio.sleep(0.5)
+
+
+_LIVE: dict = {"at": 0.0, "ids": set()}
+
+
+def live_runs() -> set[str]:
+    """The flow-run ids of the flow-run processes alive on this machine (``PREFECT__FLOW_RUN_ID`` in
+    a process's environment, as a process worker starts it), read at most once a second."""
+    if time.monotonic() - _LIVE["at"] > 1.0:
+        ids = set()
+        for environ in Path("/proc").glob("[0-9]*/environ"):
+            try:
+                data = environ.read_bytes()
+            except OSError:
+                continue
+            at = data.find(b"PREFECT__FLOW_RUN_ID=")
+            if at >= 0:
+                end = data.find(b"\0", at)
+                ids.add(data[at + 21:end if end >= 0 else None].decode())
+        _LIVE.update(at=time.monotonic(), ids=ids)
+    return _LIVE["ids"]

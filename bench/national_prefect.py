@@ -298,6 +298,7 @@ def run(args) -> dict:
             out["store"] = cluster.store_url.split("://")[0]
             prefect = asyncio.run(through_prefect(cluster, gen, plans, scenarios, args))
             cluster.sample_memory()
+            out["cpu_s"] = cluster.cpu_s()  # a worker's: its own and its finished flow runs'
             out["peak_rss_mib"] = {**cluster.peak, "bench": round(
                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
         theirs = prefect.pop("fingerprints")
