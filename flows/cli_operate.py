@@ -270,17 +270,21 @@ def deploy(
 ) -> None:
     """Register the deployments and automations of a plan, or of every plan in a folder, on a work
     pool: its workers (``prefect worker start --pool``, anywhere) run them. Nothing is served here."""
-    from planflow.flows.serve import pool_type, register
+    from planflow.flows.serve import plan_automations, pool_type, register
 
     plans = _plans_for_server(definition, "export PREFECT_API_URL=http://<server>:4200/api — "
                                           "see README, 'Run it at scale'")
-    if asyncio.run(pool_type(pool)) is None:
+    try:
+        kind = asyncio.run(pool_type(pool))
+    except ConnectionError as exc:
+        fail(exc)
+    if kind is None:
         fail(LookupError(f"no work pool '{pool}' on {os.environ['PREFECT_API_URL']}: create it first — "
                          f"prefect work-pool create {pool} --type process --base-job-template work-pool.json"))
     _, ids = asyncio.run(register(str(definition), work_pool=pool))
     for plan in plans:
         out.print(f"[green]deployed[/green] {plan.id}: {len(ids[plan.id])} deployments on pool {pool}, "
-                  "4 automations", highlight=False)
+                  f"{len(plan_automations(plan.id, ids[plan.id]))} automations", highlight=False)
     out.print(f"Workers: PLANFLOW_DEFINITION={definition.resolve()} (the same folder on every machine), "
               f"PLANFLOW_DATABASE_URL, then prefect worker start --pool {pool}", highlight=False)
 

@@ -157,6 +157,7 @@ def plan_automations(plan_id: str, ids: dict[str, object]) -> list:
                 "flow_run": "{{ flow_run.name }}", "state": "{{ event.event }}",
                 "message": "{{ flow_run.state.message }}", "step": "{{ flow.name }}"})],
         ),
+        lost_run_automation(plan_id, ids),
     ]
 
 
@@ -198,7 +199,7 @@ async def ensure_automations(plan_id: str, ids: dict[str, object]) -> list[str]:
     from prefect.automations import Automation
 
     names = []
-    for automation in [*plan_automations(plan_id, ids), lost_run_automation(plan_id, ids)]:
+    for automation in plan_automations(plan_id, ids):
         try:
             existing = await Automation.aread(name=automation.name)
         except ValueError:
@@ -254,7 +255,9 @@ async def register(definitions: str, work_pool: str | None = None):
 
 
 async def pool_type(name: str) -> str | None:
-    """The type of the work pool ``name`` on the server, None when there is none."""
+    """The type of the work pool ``name`` on the server, None when there is none. A server that
+    does not answer, or refuses the login, is a ``ConnectionError`` saying so."""
+    import httpx
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
@@ -263,6 +266,10 @@ async def pool_type(name: str) -> str | None:
             return (await client.read_work_pool(name)).type
         except ObjectNotFound:
             return None
+        except (httpx.HTTPError, OSError) as exc:
+            raise ConnectionError(f"the Prefect server at {client.api_url} did not answer as it should "
+                                  f"({type(exc).__name__}: {exc}); check PREFECT_API_URL and "
+                                  "PREFECT_API_AUTH_STRING") from None
 
 
 async def serve(definitions: str, db_url: str | None) -> None:

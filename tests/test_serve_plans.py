@@ -286,3 +286,12 @@ def test_deploy_refuses_without_a_server_or_with_a_broken_plan_before_it_registe
     said = " ".join(broken.output.split())
     assert broken.exit_code == 1 and f"{OTHER}.yml" in said and "missing/" in said, said
     assert isinstance(broken.exception, SystemExit)
+    # the plans right, the server not answering: said in one line, nothing registered
+    other.write_text(other.read_text(encoding="utf-8").replace("registry: missing/", "registry: "), encoding="utf-8")
+    # (a process of its own: Prefect reads PREFECT_API_URL when it is imported)
+    silent = subprocess.run([str(Path(sys.executable).parent / "planflow"), "deploy", str(folder)], cwd=folder,
+                            env={**env, "PREFECT_API_URL": "http://127.0.0.1:9/api"}, capture_output=True, text=True,
+                            timeout=120)
+    said = " ".join((silent.stdout + silent.stderr).split())
+    assert silent.returncode == 1 and "Traceback" not in said, said
+    assert "did not answer" in said and "127.0.0.1:9" in said, said
