@@ -12,7 +12,8 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from planflow import connect, load_plan
+from planflow import connect
+from planflow.plan_cache import cached_plan
 from planflow.plan_versions import years
 from planflow.plan_years import this_year
 from planflow.clock import now_of, real_now
@@ -55,7 +56,7 @@ def current_key(plan, db_url: str, year: int | None = None) -> str:
 def plan_ref(year: int | None = None) -> RunRef:
     """Where the deployed flows work, read from the environment they run in; the instance is
     the plan's of ``year``, the current one (``current_year``) when not said."""
-    plan = load_plan(definition_path())
+    plan = cached_plan(definition_path())
     db_url = os.environ.get("PLANFLOW_DATABASE_URL") or f"sqlite:///{Path.cwd() / 'out' / 'planflow.db'}"
     return RunRef(definition=str(plan.path), db_url=db_url, root_key=current_key(plan, db_url, year),
                   outbox_dir=os.environ.get("PLANFLOW_OUTBOX_DIR", str(Path.cwd() / "out" / "outbox")))
@@ -63,7 +64,7 @@ def plan_ref(year: int | None = None) -> RunRef:
 
 def running_refs(ref: RunRef) -> list[RunRef]:
     """The references of every running instance of the plan (the sweep's work), ``ref`` among them."""
-    plan = load_plan(ref.definition)
+    plan = cached_plan(ref.definition)
     running = years(connect(ref.db_url), plan.id, running=True) if plan.every_year else []
     keys = dict.fromkeys([ref.root_key, *(instance_key(plan, y) for y in running)])
     return [ref.model_copy(update={"root_key": key}) for key in keys]

@@ -35,7 +35,8 @@ from typing import Annotated, Optional
 from prefect import flow, get_run_logger
 from pydantic import Field
 
-from planflow import load_plan, outbox
+from planflow import outbox
+from planflow.plan_cache import cached_plan
 from planflow.clock import ClockError, now_of, real_now
 from planflow.clock import set_replay_clock as set_clock_of
 from planflow.flows import operator_actions
@@ -85,7 +86,7 @@ def _fired_year(tz) -> int:
 def _cycle_ref(year: int | None) -> RunRef:
     """The instance a run of plan-cycle starts: a plan of every year, the one of ``year`` or of
     the year the schedule fired in; a plan of a fixed year, that year's (another is refused)."""
-    plan = load_plan(definition_path())
+    plan = cached_plan(definition_path())
     if not plan.every_year:
         return plan_ref(plan.year)
     return plan_ref(year or _fired_year(plan.calendar.tz))
@@ -150,7 +151,7 @@ def _clock_run_name() -> str:
 
 
 def _replay_ref(day, year: int | None) -> RunRef:
-    plan = load_plan(definition_path())
+    plan = cached_plan(definition_path())
     if year or not plan.every_year:
         return plan_ref(year)
     ref = plan_ref()

@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from planflow import audit
 from planflow import store as s
 from planflow.loader import Plan, load_plan
+from planflow.plan_cache import cached_plan
 from planflow.plan_years import year_of_key
 
 __all__ = ["Behind", "MigrationError", "behind", "keep", "migrate", "plan_for", "started_version", "years"]
@@ -98,7 +99,7 @@ def started_version(db, key: str) -> str | None:
 def plan_for(db, key: str, path: str | Path, year: int | None = None) -> Plan:
     """The plan instance ``key`` works on: the version it started with when it has started
     (and that version was kept), else the file's plan for the key's year."""
-    current = load_plan(path, year or year_of_key(key))
+    current = cached_plan(path, year or year_of_key(key))
     with db.connect() as conn:
         digest = _root_digest(conn, key) if key else None
         if digest is None or digest == current.digest:

@@ -1,0 +1,59 @@
+"""A plan loaded once per process and kept while its files say the same.
+
+A deployed run (``python -m prefect.engine``, one process per flow run) asks for its plan
+several times: the run's reference, its name, the instance's version, the sweep's list of
+running years. Each ``load_plan`` parses and checks every file again (the registry, the
+forms, every letter template rendered against its sample), ~0.3–0.5 s of a small province's
+plan. ``cached_plan`` gives the plan loaded before in this process when the plan's files still
+have the same contents (``sources_digest`` of the files it was read from, and the same files
+in its templates folder) — a plan edited between two calls is loaded and checked again, so a
+broken edit is still refused at its file and line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from planflow.loader import Plan, load_plan, sources_digest
+from planflow.plan_years import this_year
+
+_LIMIT = 64  # plans kept per process (a server of the whole country serves 63 or 34)
+
+
+@dataclass(frozen=True)
+class _Kept:
+    plan: Plan
+    templates: tuple[str, ...]  # the files of its templates folder when it was loaded
+
+
+_kept: dict[tuple, _Kept] = {}
+
+
+def _template_files(plan: Plan) -> tuple[str, ...]:
+    if plan.template_dir is None:
+        return ()
+    return tuple(sorted(str(p.resolve()) for p in plan.template_dir.rglob("*") if p.is_file()))
+
+
+def _still_same(kept: _Kept) -> bool:
+    plan = kept.plan
+    try:
+        return (_template_files(plan) == kept.templates
+                and sources_digest([Path(p) for p in plan.sources]) == plan.digest)
+    except OSError:  # a file went away: load again, and let the loader say what is missing
+        return False
+
+
+def cached_plan(path: str | Path, year: int | None = None) -> Plan:
+    """``load_plan(path, year)``, or the same plan loaded before in this process when none of
+    its files changed since. Refusals are not kept: a broken plan is checked again each call."""
+    key = (str(Path(path).resolve()), year, this_year() if year is None else None)
+    kept = _kept.get(key)
+    if kept is not None and _still_same(kept):
+        return kept.plan
+    plan = load_plan(path, year)
+    if len(_kept) >= _LIMIT:
+        _kept.pop(next(iter(_kept)))
+    _kept[key] = _Kept(plan, _template_files(plan))
+    return plan

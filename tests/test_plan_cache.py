@@ -1,0 +1,57 @@
+"""A deployed run loads its plan once, and again only when one of the plan's files changed."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from planflow import DefinitionError
+from planflow.plan_cache import cached_plan
+from tests.conftest import PLAN, REPO
+
+
+@pytest.fixture()
+def plan_copy(tmp_path) -> Path:
+    folder = tmp_path / "definitions"
+    shutil.copytree(REPO / "definitions", folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    return folder / PLAN.name
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def test_an_unchanged_plan_is_loaded_once(plan_copy):
+    first = cached_plan(plan_copy)
+    assert cached_plan(plan_copy) is first
+    assert cached_plan(str(plan_copy)) is first  # the same file however it is named
+    assert cached_plan(plan_copy, 2022) is not first  # another year asked is another plan
+    assert cached_plan(plan_copy, 2022).digest == first.digest
+
+
+def test_an_edited_registry_is_read_again(plan_copy):
+    before = cached_plan(plan_copy)
+    registry = plan_copy.parent / "registries" / "hai-duong-2022.yaml"
+    _edit(registry, "    name: Tỉnh ủy Hải Dương\n", "    name: Tỉnh ủy tỉnh Hải Dương\n")
+    after = cached_plan(plan_copy)
+    assert after is not before and after.digest != before.digest
+    assert after.registry.get("tinh-uy-hai-duong").name == "Tỉnh ủy tỉnh Hải Dương"
+    assert before.registry.get("tinh-uy-hai-duong").name == "Tỉnh ủy Hải Dương"
+
+
+def test_a_broken_edit_is_refused_at_its_line_and_the_fix_is_taken(plan_copy):
+    good = cached_plan(plan_copy)
+    text = plan_copy.read_text(encoding="utf-8")
+    line = text.splitlines().index("registry: registries/hai-duong-2022.yaml") + 1
+    _edit(plan_copy, "registry: registries/hai-duong-2022.yaml", "registry: registries/none.yaml")
+    with pytest.raises(DefinitionError) as refused:
+        cached_plan(plan_copy)
+    assert f"{plan_copy.name}:{line}" in str(refused.value) and "none.yaml" in str(refused.value)
+    with pytest.raises(DefinitionError):  # a refusal is not kept: checked again, refused again
+        cached_plan(plan_copy)
+    plan_copy.write_text(text, encoding="utf-8")
+    assert cached_plan(plan_copy).digest == good.digest
