@@ -35,10 +35,11 @@ import contextlib
 import datetime as dt
 import logging
 import os
+from pathlib import Path
 from dataclasses import dataclass, field
 
 from planflow import letters, outbox, unit_links
-from planflow.documents import attachments_for
+from planflow.documents import attachments_for, documents_dir
 from planflow.flows.runtime import RunRef, engine_for, root_id
 from planflow.notifications import DeliveryError, FileChannel, SmtpChannel, build_email, render
 
@@ -183,6 +184,7 @@ def deliver_pending(ref: RunRef, as_of: dt.datetime, *, only: list[int] | None =
         return 0
     channel = channel or channel_for(ref)
     batch = _Batch(plan, db, channel, _sender(plan), outbox.worker_id(), as_of, limit, logger)
+    batch.documents_dir = documents_dir(ref.outbox_dir)
     settings = portal_settings()
     batch.links = PersonalLinks(engine, *settings) if settings else None
     with channel if hasattr(channel, "__enter__") else contextlib.nullcontext():
@@ -213,6 +215,7 @@ class _Batch:
     documents: dict = field(default_factory=dict)  # report id -> its files, built once a run
     results: dict = field(default_factory=dict)  # report id -> the results its letters carry, read once a run
     links: PersonalLinks | None = None  # the portal's links, when it is configured
+    documents_dir: Path | None = None  # where write_latest put the reports' documents
 
     def deliver(self, row) -> None:
         db, logger = self.db, self.logger
@@ -230,7 +233,7 @@ class _Batch:
             message = render(row.kind, context, template_dir=self.plan.template_dir)
             # the report-upward letter carries the report's PDF (or DOCX) and XLSX, built now
             # from the stored report its row names: the row holds the report's id, no file
-            files = attachments_for(self.plan, db, row, self.documents)
+            files = attachments_for(self.plan, db, row, self.documents, self.documents_dir)
             # From: the body that signs the letter (its address, or PLANFLOW_MAIL_FROM's mailbox)
             sender = letters.sender_address(self.plan, context, os.environ.get("PLANFLOW_MAIL_FROM")) or self.sender
             email = build_email(message, sender=sender, to=[_address(self.plan, row, context)],

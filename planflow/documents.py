@@ -156,10 +156,27 @@ def report_of_letter(conn, row):
                         .order_by(s.reports.c.id.desc()).limit(1)).first()
 
 
-def attachments_for(plan, db, row, cache: dict | None = None) -> list[tuple[str, bytes, str]]:
+def _written(conn, report, directory) -> dict[str, bytes] | None:
+    """The files of ``report`` as ``write_latest`` wrote them (its instance's latest report, its
+    round's DOCX and XLSX there), or None when they are not in ``directory``."""
+    if directory is None:
+        return None
+    found = _latest_round(conn, report.instance_id, directory)
+    if found is None or found[0].id != report.id:
+        return None
+    folder = found[1]
+    if not ((folder / DOCX).is_file() and (folder / XLSX).is_file()):
+        return None
+    return {n: (folder / n).read_bytes() for n in (DOCX, PDF, XLSX) if (folder / n).is_file()}
+
+
+def attachments_for(plan, db, row, cache: dict | None = None,
+                    directory: str | os.PathLike | None = None) -> list[tuple[str, bytes, str]]:
     """The files a letter carries, as (file name, bytes, MIME type): for a report-upward
-    letter the report's PDF (or DOCX) and its XLSX; nothing for other letters. ``cache``
-    (report id -> files) lets one delivery run build a report's files once."""
+    letter the report's PDF (or DOCX) and its XLSX; nothing for other letters. The files the
+    documents folder ``directory`` holds for that report are sent as they are (the documents
+    the operator sees, not made again: LibreOffice's PDF costs seconds); else they are built
+    from the stored report. ``cache`` (report id -> files) lets one delivery run do it once."""
     if row.kind not in ATTACHED_KINDS:
         return []
     cache = {} if cache is None else cache
@@ -168,7 +185,7 @@ def attachments_for(plan, db, row, cache: dict | None = None) -> list[tuple[str,
         if report is None:
             raise LookupError(f"letter {row.key}: no aggregate report to attach")
         if report.id not in cache:
-            cache[report.id] = build(plan, conn, report)[0]
+            cache[report.id] = _written(conn, report, directory) or build(plan, conn, report)[0]
     files = cache[report.id]
     stem = f"{slug(plan.id)}-lan-{report.data['round']}"
     chosen = [PDF if PDF in files else DOCX, XLSX]

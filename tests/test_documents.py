@@ -239,6 +239,28 @@ def test_the_report_upward_letter_carries_the_pdf_and_the_xlsx_once(year, tmp_pa
         assert msg.get_body(("plain",)) is not None  # the letter itself is still there
 
 
+def test_a_letter_carries_the_documents_written_for_its_report_as_they_are(year, monkeypatch):
+    """The report's files in the documents folder are what its letter attaches, byte for
+    byte, and they are not made again (LibreOffice's PDF costs seconds per run)."""
+    from planflow import documents
+
+    row = SimpleNamespace(kind="report-upward", key="latest-report", context={"report_id": year.report.id},
+                          instance_id=year.root, created_at=year.report.created_at)
+    written = {p.name: p.read_bytes() for p in year.docs.files}
+
+    def not_again(*args):
+        raise AssertionError("the documents were made again")
+
+    monkeypatch.setattr(documents, "build", not_again)
+    files = documents.attachments_for(year.engine.plan, year.engine.db, row, directory=year.folder / "documents")
+    report = "report.pdf" if "report.pdf" in written else "report.docx"
+    assert [(name, data) for name, data, _ in files] == [
+        (f"bao-cao-hai-duong-dan-van-2022-lan-2.{report.rsplit('.')[-1]}", written[report]),
+        ("phu-luc-hai-duong-dan-van-2022-lan-2.xlsx", written["annex.xlsx"])]
+    with pytest.raises(AssertionError, match="made again"):  # no folder named: made from the stored report
+        documents.attachments_for(year.engine.plan, year.engine.db, row)
+
+
 def test_a_districts_own_report_carries_the_districts_heading(year):
     """UBND huyện Thanh Hà aggregates its communes (``aggregate_communes``): its report is
     headed and signed by the district, lists each of its communes, and goes to UBND tỉnh
