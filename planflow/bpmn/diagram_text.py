@@ -16,22 +16,51 @@ LEADING = 1.2  # line height, times the font size
 SMALLEST = 9.0  # px: below this a name is unreadable on A4; it is wrapped on more lines instead
 
 
+REFERENCE = 64.0  # px: every width is measured once at this size, unhinted, and scaled
+
+
 @lru_cache(maxsize=2)
 def _face(bold: bool):
     from matplotlib import font_manager
     from matplotlib.ft2font import FT2Font
 
     props = font_manager.FontProperties(family="DejaVu Sans", weight="bold" if bold else "normal")
-    return FT2Font(font_manager.findfont(props))
+    face = FT2Font(font_manager.findfont(props))
+    face.set_size(REFERENCE, 72)  # at 72 dpi a point is a pixel
+    return face
 
 
-@lru_cache(maxsize=4096)
-def text_width(text: str, size: float, bold: bool = False) -> float:
-    """The width in px of ``text`` set in DejaVu Sans at ``size`` px."""
+@lru_cache(maxsize=None)
+def _glyph(char: str, bold: bool) -> tuple[int, float]:
+    """A character's glyph index and its advance in px at ``REFERENCE`` (unhinted)."""
+    from matplotlib.ft2font import LoadFlags
+
     face = _face(bold)
-    face.set_size(size, 72)  # at 72 dpi a point is a pixel
-    face.set_text(text, 0.0)
-    return face.get_width_height()[0] / 64.0
+    return face.get_char_index(ord(char)), face.load_char(ord(char), flags=LoadFlags.NO_HINTING).linearHoriAdvance / 65536
+
+
+@lru_cache(maxsize=None)
+def _kerning(left: int, right: int, bold: bool) -> float:
+    from matplotlib.ft2font import Kerning
+
+    return _face(bold).get_kerning(left, right, Kerning.UNFITTED) / 64.0
+
+
+@lru_cache(maxsize=8192)
+def _reference_width(text: str, bold: bool) -> float:
+    width, before = 0.0, None
+    for char in text:
+        index, advance = _glyph(char, bold)
+        width += advance + (_kerning(before, index, bold) if before is not None else 0.0)
+        before = index
+    return width
+
+
+def text_width(text: str, size: float, bold: bool = False) -> float:
+    """The width in px of ``text`` set in DejaVu Sans at ``size`` px: its glyphs' advances and
+    kerning, unhinted, as an SVG viewer lays the line out at any zoom (measured once at
+    ``REFERENCE`` and scaled: asking every size of ``fit`` costs one measure, not one each)."""
+    return _reference_width(text, bold) * size / REFERENCE
 
 
 def wrap(text: str, width: float, size: float, bold: bool = False, first: float | None = None) -> list[str]:
