@@ -53,7 +53,9 @@ def cached_plan(path: str | Path, year: int | None = None) -> Plan:
     if kept is not None and _still_same(kept):
         return kept.plan
     plan = load_plan(path, year)
-    if len(_kept) >= _LIMIT:
+    while len(_kept) >= _LIMIT - 1:
         _kept.pop(next(iter(_kept)))
-    _kept[key] = _Kept(plan, _template_files(plan))
+    # kept also as the plan of its year: load_plan(path, plan.year) is this same plan (a run asks
+    # for "this year's" plan first, then for the year of its instance's key)
+    _kept[key] = _kept[(key[0], plan.year, None)] = _Kept(plan, _template_files(plan))
     return plan

@@ -29,8 +29,9 @@ def test_an_unchanged_plan_is_loaded_once(plan_copy):
     first = cached_plan(plan_copy)
     assert cached_plan(plan_copy) is first
     assert cached_plan(str(plan_copy)) is first  # the same file however it is named
-    assert cached_plan(plan_copy, 2022) is not first  # another year asked is another plan
-    assert cached_plan(plan_copy, 2022).digest == first.digest
+    assert cached_plan(plan_copy, 2022) is first  # the shipped plan is the plan of 2022: the same plan
+    with pytest.raises(DefinitionError, match="this is the plan of 2022, not of 2023"):
+        cached_plan(plan_copy, 2023)  # another year is refused, kept plan or not
 
 
 def test_an_edited_registry_is_read_again(plan_copy):
@@ -55,3 +56,17 @@ def test_a_broken_edit_is_refused_at_its_line_and_the_fix_is_taken(plan_copy):
         cached_plan(plan_copy)
     plan_copy.write_text(text, encoding="utf-8")
     assert cached_plan(plan_copy).digest == good.digest
+
+
+def test_a_plan_of_every_year_is_kept_per_year(tmp_path):
+    from planflow.plan_years import this_year
+
+    folder = tmp_path / "a" / "b" / "c"
+    shutil.copytree(REPO / "tests" / "fixtures" / "every-year", folder)
+    shutil.copytree(REPO / "definitions" / "forms", tmp_path / "definitions" / "forms")
+    path = folder / "plan.yaml"
+    now = cached_plan(path)
+    assert now.every_year and now.year == this_year()
+    assert cached_plan(path, this_year()) is now
+    other = cached_plan(path, 2023)
+    assert other.year == 2023 and other is not now and cached_plan(path, 2023) is other
