@@ -104,11 +104,13 @@ class Runs:
             elif time.monotonic() - since > quiet_s:
                 return runs
             await asyncio.sleep(1)
-        raise TimeoutError("flow runs still open after the year")
+        raise TimeoutError("flow runs still open after the year: " + "; ".join(
+            f"{r.name} {r.state.type.value if r.state else 'SCHEDULED'}" for r in open_runs[:10]))
 
 
 class Chaos:
-    """``--kill-worker``: kill worker 1 once half the plans have started their cycle."""
+    """``--kill-worker``: kill worker 1 once half the plans have started their cycle and one of its
+    runs is Running."""
 
     def __init__(self, cluster, runs: Runs, plans: int, enabled: bool):
         self.cluster, self.runs, self.half, self.enabled = cluster, runs, max(1, plans // 2), enabled
@@ -124,19 +126,30 @@ class Chaos:
             self.runs.after_kill = True
             self.killed = {"worker": "worker-1", "after_cycles_started": self.started, "processes_killed": len(pids)}
 
-    @staticmethod
-    async def _worker_busy(pid: int, running_s: float = 12.0, at_most_s: float = 90.0) -> None:
-        """Until a flow-run process of the worker has lived ``running_s`` (its run started and sent
-        its first heartbeat), ``at_most_s`` at the most."""
-        seen: dict[int, float] = {}
+    async def _worker_busy(self, pid: int, running_s: float = 5.0, at_most_s: float = 120.0) -> None:
+        """Until a flow run held by the worker has been Running ``running_s`` (it has sent its first
+        heartbeat, so the plan's lost-run automation can see it stop), ``at_most_s`` at the most."""
         deadline = time.monotonic() + at_most_s
         while time.monotonic() < deadline:
-            now = time.monotonic()
-            alive = set(children(pid))
-            seen = {p: t for p, t in seen.items() if p in alive} | {p: now for p in alive if p not in seen}
-            if any(now - t >= running_s for t in seen.values()):
-                return
+            for run_id in {run_of(p) for p in children(pid)} - {None}:
+                run = await self.runs.client.read_flow_run(run_id)
+                if run.state and run.state.type.value == "RUNNING" and run.state.timestamp is not None \
+                        and (time.time() - run.state.timestamp.timestamp()) >= running_s:
+                    return
             await asyncio.sleep(0.5)
+
+
+def run_of(pid: int) -> str | None:
+    """The flow-run id a process runs (``PREFECT__FLOW_RUN_ID`` in its environment), if any."""
+    try:
+        data = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    at = data.find(b"PREFECT__FLOW_RUN_ID=")
+    if at < 0:
+        return None
+    end = data.find(b"\0", at)
+    return data[at + 21:end if end >= 0 else None].decode()
 
 
 _LIVE: dict = {"at": 0.0, "ids": set()}
@@ -146,15 +159,6 @@ def live_runs() -> set[str]:
     """The flow-run ids of the flow-run processes alive on this machine (``PREFECT__FLOW_RUN_ID`` in
     a process's environment, as a process worker starts it), read at most once a second."""
     if time.monotonic() - _LIVE["at"] > 1.0:
-        ids = set()
-        for environ in Path("/proc").glob("[0-9]*/environ"):
-            try:
-                data = environ.read_bytes()
-            except OSError:
-                continue
-            at = data.find(b"PREFECT__FLOW_RUN_ID=")
-            if at >= 0:
-                end = data.find(b"\0", at)
-                ids.add(data[at + 21:end if end >= 0 else None].decode())
+        ids = {run_of(int(d.name)) for d in Path("/proc").glob("[0-9]*")} - {None}
         _LIVE.update(at=time.monotonic(), ids=ids)
     return _LIVE["ids"]

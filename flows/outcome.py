@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 from collections import Counter
 
-from prefect import get_run_logger
+from prefect import get_run_logger, tags
 from prefect.states import Completed, Failed
 
 from planflow import outbox
@@ -32,6 +32,7 @@ from planflow.unit_labels import step_label
 
 REFUSED = "Từ chối"
 OPEN_PROBLEMS = "Hoàn thành, còn sự cố"
+OPERATOR_TAG = "operator"  # the tag of the deployments an operator runs (forms)
 ACTION = "chạy retrigger-step (Deployments → retrigger-step → Run → Custom run)"
 
 
@@ -144,14 +145,26 @@ def misconfigured(error: ServedPlanError):
     return Failed(message=message)
 
 
+def inherited_tags() -> list[str]:
+    """The tags a deployed run's stage flows carry: its own (``planflow`` and the plan's id, from
+    its deployment) but ``operator``, which marks the forms an operator runs. Prefect gives a
+    subflow none of its parent's tags; with them the plan's lost-run automation also sees a
+    stage flow whose worker was lost, and the plan's tag lists every run of the plan."""
+    from prefect.runtime import flow_run
+
+    return [t for t in (flow_run.tags or []) if t != OPERATOR_TAG]
+
+
 def configured(fn):
     """A deployed flow that ends :func:`misconfigured` (Failed, one line, nothing done) when the
-    server does not serve the plan its deployment is named after."""
+    server does not serve the plan its deployment is named after; its stage flows carry its
+    tags (:func:`inherited_tags`)."""
 
     @functools.wraps(fn)
     async def run(*args, **kwargs):
         try:
-            return await fn(*args, **kwargs)
+            with tags(*inherited_tags()):
+                return await fn(*args, **kwargs)
         except ServedPlanError as exc:
             return misconfigured(exc)
 

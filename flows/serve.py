@@ -28,6 +28,7 @@ from pathlib import Path
 from planflow import load_plan
 from planflow.flows import operations as ops
 from planflow.flows.events import PLAN_LABEL
+from planflow.flows.outcome import OPERATOR_TAG
 from planflow.flows.served_plans import configured_path, plan_files
 
 
@@ -93,7 +94,7 @@ async def deployments(definition: str, db_url: str | None = None) -> dict[str, o
         # form's lists or limits when it is created, before any worker picks it up
         deployment = await flows[role].ato_deployment(
             name=plan.id, parameters=cycle_parameters(plan) if role == "plan-cycle" else {},
-            schedules=schedules.get(role, []), tags=["planflow", plan.id, *(["operator"] if role in OPERATOR_ROLES else [])],
+            schedules=schedules.get(role, []), tags=["planflow", plan.id, *([OPERATOR_TAG] if role in OPERATOR_ROLES else [])],
             entrypoint_type=EntrypointType.MODULE_PATH, enforce_parameter_schema=True)
         # by module path, so the runs import the installed package and build the forms of
         # their own plan (``operations.__getattr__``), whichever plan built this flow
@@ -157,7 +158,7 @@ def plan_automations(plan_id: str, ids: dict[str, object]) -> list:
                 "flow_run": "{{ flow_run.name }}", "state": "{{ event.event }}",
                 "message": "{{ flow_run.state.message }}", "step": "{{ flow.name }}"})],
         ),
-        lost_run_automation(plan_id, ids),
+        lost_run_automation(plan_id),
     ]
 
 
@@ -166,10 +167,12 @@ def plan_automations(plan_id: str, ids: dict[str, object]) -> list:
 LOST_AFTER = dt.timedelta(seconds=90)
 
 
-def lost_run_automation(plan_id: str, ids: dict[str, object]):
-    """Prefect's zombie-run detection, for one plan's deployments: a run that sent a heartbeat and
-    then neither another nor a final state within :data:`LOST_AFTER` is set Crashed (its worker or
-    machine was lost), which the incident automation turns into a letter to Sở Nội vụ."""
+def lost_run_automation(plan_id: str):
+    """Prefect's zombie-run detection, for one plan's runs: a run that sent a heartbeat and then
+    neither another nor a final state within :data:`LOST_AFTER` is set Crashed (its worker or
+    machine was lost), which the incident automation turns into a letter to Sở Nội vụ. The runs
+    are the plan's by its tag: its deployments' runs and the stage flows they run
+    (``outcome.inherited_tags``), which would stay Running forever after their worker died."""
     from prefect.automations import Automation
     from prefect.client.schemas.objects import StateType
     from prefect.events.actions import ChangeFlowRunState
@@ -187,7 +190,7 @@ def lost_run_automation(plan_id: str, ids: dict[str, object]):
         trigger=EventTrigger(
             after={"prefect.flow-run.heartbeat"}, expect={"prefect.flow-run.heartbeat", *final},
             match={"prefect.resource.id": "prefect.flow-run.*"},
-            match_related={"prefect.resource.id": [f"prefect.deployment.{ids[n]}" for n in PLAN_DEPLOYMENTS]},
+            match_related={"prefect.resource.id": f"prefect.tag.{plan_id}", "prefect.resource.role": "tag"},
             for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1, within=LOST_AFTER),
         actions=[ChangeFlowRunState(state=StateType.CRASHED,
                                     message=f"no heartbeat for {LOST_AFTER.seconds} s: the worker running it was lost")],

@@ -161,8 +161,13 @@ def test_two_plans_on_one_server_have_their_own_deployments_automations_and_inst
     assert lost.trigger.after == {"prefect.flow-run.heartbeat"} and lost.trigger.posture == "Proactive"
     assert {"prefect.flow-run.Từ chối", "prefect.flow-run.Completed", "prefect.flow-run.Crashed"} <= lost.trigger.expect
     assert lost.actions[0].state.value == "CRASHED"
-    assert f"prefect.deployment.{ids[OTHER]['plan-cycle']}" in lost.trigger.match_related["prefect.resource.id"]
-    assert f"prefect.deployment.{ids[SHIPPED]['plan-cycle']}" not in lost.trigger.match_related["prefect.resource.id"]
+    # its runs are the plan's by their tag: the deployments' runs and the stage flows they run
+    from prefect.events.related import tags_as_related_resources
+
+    def lost_sees(tags: set[str]) -> bool:
+        return any(lost.trigger.match_related.matches(r) for r in tags_as_related_resources(tags))
+
+    assert lost_sees({"planflow", OTHER}) and not lost_sees({"planflow", SHIPPED})
     incident = automations[OTHER][2].trigger.match_related
     assert f"prefect.deployment.{ids[OTHER]['advance']}" in incident["prefect.resource.id"]
     assert f"prefect.deployment.{ids[SHIPPED]['advance']}" not in incident["prefect.resource.id"]
@@ -256,6 +261,27 @@ def test_deploy_puts_every_plan_on_a_work_pool_whose_process_worker_runs_them(fo
     other = _rows_of(url, OTHER)
     assert other["instances"] == 1 and str(other["clock"]).startswith("2022-04-01")
     assert _rows_of(url, SHIPPED)["instances"] == 0
+    # the plan's cycle, on the worker too: its stage flows carry the plan's tags (not those of
+    # an operator's form): the plan's lost-run automation sees them
+    cycle = run(_deployed_run(on_pool[f"plan-cycle/{OTHER}"], {}))
+    worker = subprocess.run([sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process",
+                             "--run-once"], env=worker_env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    state = run(_state_of(cycle))
+    assert state.is_completed(), (state.name, state.message, worker.stderr[-3000:])
+    stages = run(_subflow_tags(cycle))
+    assert "dissemination" in stages and all(tags == {"planflow", OTHER} for tags in stages.values()), stages
+
+
+async def _subflow_tags(flow_run_id) -> dict[str, set[str]]:
+    """The tags of each flow run started inside the run ``flow_run_id``, by its flow's name."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    async with get_client() as client:
+        runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])))
+        names = {f.id: f.name for f in await client.read_flows()}
+    return {names[r.flow_id]: set(r.tags) for r in runs}
 
 
 async def _on_pool(pool: str) -> dict:
