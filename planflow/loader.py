@@ -40,7 +40,8 @@ from planflow.plan_years import fixed_year, this_year, with_year
 from planflow.problems import CalendarError, CalendarFileError, DefinitionError, Problem
 from planflow.registry_rules import FORM_RULES, REGISTRY_RULES, Source, check
 from planflow.time_rules import due_is_after_the_start, start_timer_is_valid, timezone_exists
-from planflow.yaml_reader import LINE_KEY, display_path, line_at, line_of, load_mapping, strip_lines
+from planflow.yaml_quick import quick_load
+from planflow.yaml_reader import LINE_KEY, display_path, line_at, line_of, load_mapping, read_file, strip_lines
 
 __all__ = ["DefinitionError", "Plan", "Problem", "check_definition", "load_form", "load_mapping", "load_plan",
            "load_registry"]
@@ -196,9 +197,16 @@ def _pydantic_problems(exc: ValidationError, raw, file: str, kind: str = "elemen
     return problems
 
 
-def _load_model(model, path: Path, what: str, kind: str, rules: list):
-    """A registry or form read, validated by its model, then checked by its rules."""
-    raw, file = load_mapping(path, what)
+def _load_model(model, path: Path, what: str, kind: str, rules: list, quick: bool = False):
+    """A registry or form read, validated by its model, then checked by its rules. ``quick``:
+    read first without lines (``quick_load``), and again with lines only if that cannot be done
+    or anything is wrong, so that every problem is said exactly as it is without ``quick``."""
+    text = read_file(path, what)
+    if quick:
+        loaded = _quick_model(model, text, display_path(path), rules)
+        if loaded is not None:
+            return loaded
+    raw, file = load_mapping(path, what, text=text)
     try:
         loaded = model.model_validate(strip_lines(raw))
     except ValidationError as exc:
@@ -209,8 +217,22 @@ def _load_model(model, path: Path, what: str, kind: str, rules: list):
     return loaded
 
 
+def _quick_model(model, text: str, file: str, rules: list):
+    """The model of a text read without lines, or None when it cannot be read so, or the model or
+    its rules find anything wrong (the caller then reads it with lines, to say where)."""
+    data = quick_load(text)
+    if data is None:
+        return None
+    try:
+        loaded = model.model_validate(data)
+    except ValidationError:
+        return None
+    return None if check(loaded, Source(file, data), rules) else loaded
+
+
 def load_registry(path: Path) -> Registry:
-    return _load_model(Registry, path, "registry", "unit", REGISTRY_RULES)
+    # quick: a unit's fields are text or dates, and a quoted date means the same as a plain one
+    return _load_model(Registry, path, "registry", "unit", REGISTRY_RULES, quick=True)
 
 
 def load_form(path: Path) -> Form:
