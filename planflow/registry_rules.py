@@ -42,14 +42,13 @@ class Source:
 
 
 def unit_codes_are_unique(reg: Registry, src: Source) -> Problems:
-    first: dict[str, int] = {}
+    first: dict[str, int] = {}  # code -> index of its first unit (lines looked up for a problem only)
     for i, u in enumerate(reg.units):
-        line = src.line("units", i)
         if u.code in first:
-            yield Problem(src.file, line, u.code, f"code '{u.code}' is used twice (first on line {first[u.code]}): "
-                                                  "every unit needs a code of its own", "unit")
+            yield Problem(src.file, src.line("units", i), u.code, f"code '{u.code}' is used twice (first on line "
+                          f"{src.line('units', first[u.code])}): every unit needs a code of its own", "unit")
         else:
-            first[u.code] = line
+            first[u.code] = i
 
 
 def parents_exist(reg: Registry, src: Source) -> Problems:
@@ -68,6 +67,8 @@ def parents_do_not_loop(reg: Registry, src: Source) -> Problems:
         index.setdefault(u.code, i)
     settled: set[str] = set()
     for u in reg.units:
+        if u.code in settled:  # reached from a unit below it: nothing new above
+            continue
         path: list[str] = []
         on_path: set[str] = set()
         code: str | None = u.code
