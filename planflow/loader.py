@@ -15,9 +15,11 @@ time grows with the size of the definition, not its square.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -232,7 +234,22 @@ def _quick_model(model, text: str, file: str, rules: list):
 
 def load_registry(path: Path) -> Registry:
     # quick: a unit's fields are text or dates, and a quoted date means the same as a plain one
-    return _load_model(Registry, path, "registry", "unit", REGISTRY_RULES, quick=True)
+    with _gc_paused():
+        return _load_model(Registry, path, "registry", "unit", REGISTRY_RULES, quick=True)
+
+
+@contextmanager
+def _gc_paused():
+    """The cyclic garbage collector paused while a registry's data and model are built: they hold
+    no cycles, and each of its passes walks the whole growing heap (30 000 units: 0.87 s → 0.41–0.61
+    s of CPU for ``load_plan``). Left as it was found (another caller may have paused it too)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def load_form(path: Path) -> Form:
