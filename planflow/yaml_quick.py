@@ -19,6 +19,7 @@ for a model whose fields take a date either way or refuse one (the registry's ``
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from yaml.reader import Reader
@@ -36,8 +37,17 @@ _STR = "tag:yaml.org,2002:str"
 _NOT_TEXT = {first: tuple(rx for tag, rx in found if tag != _STR)
              for first, found in Resolver.yaml_implicit_resolvers.items() if first is not None}
 # a tag (!), an alias or anchor (&, *: anchors alone are harmless, but cheap to leave to the
-# reader with lines), a tab, a line break YAML 1.1 knows and 1.2 does not
-_UNSURE_CHARS = "!&*\t\x85\u2028\u2029"
+# reader with lines), a tab, a line break YAML 1.1 knows and 1.2 does not, a BOM past the start
+_UNSURE_CHARS = "!&*\t\x85\u2028\u2029\ufeff"
+# ':' right before the end of a flow item ([a:], {a:}): an empty value to YAML 1.2, an error to PyYAML
+_UNSURE_TEXT = (":]", ":}", ":,")
+# a YAML indicator first in a scalar: in a flow collection YAML 1.1 reads '?a' as a key, '|' or '>'
+# as an error, where YAML 1.2 reads text (quoted, such a text is declined too: none is expected)
+_INDICATORS = frozenset("-?:,[]{}#&*!|>'\"%@`")
+_LOOK_AT = _INDICATORS | set(_NOT_TEXT)  # first characters of a text that needs a look
+# in a flow collection YAML 1.1 ends a plain scalar at '?' and after ':' ([a:?]), where 1.2 reads
+# on; a line break: a block scalar (|, >) ending the file, or empty, is chomped otherwise
+_UNSURE_PARTS = re.compile(r"\?|:(?! )|[\n\r]")
 
 
 def quick_load(text: str) -> dict | None:
@@ -60,8 +70,8 @@ def quick_load(text: str) -> dict | None:
 def _unsure(text: str) -> bool:
     """Does the text hold what is left to the reader with lines: ``_UNSURE_CHARS``, a directive
     (% at a line's start) or a character PyYAML refuses? (Apart: 4 ms for 1 MiB, one regex 19.)"""
-    return (any(c in text for c in _UNSURE_CHARS) or text.startswith("%") or "\n%" in text or "\r%" in text
-            or Reader.NON_PRINTABLE.search(text) is not None)
+    return (any(c in text for c in _UNSURE_CHARS) or any(t in text for t in _UNSURE_TEXT) or text.startswith("%")
+            or "\n%" in text or "\r%" in text or Reader.NON_PRINTABLE.search(text) is not None)
 
 
 def _plain(node: Any, depth: int, keys: set) -> bool:
@@ -80,7 +90,8 @@ def _plain(node: Any, depth: int, keys: set) -> bool:
     for value in values:  # inline: one pass of the data, ~5 values a unit
         kind = type(value)
         if kind is str:
-            if value[:1] in _NOT_TEXT and not _text(value):
+            if (value[:1] in _LOOK_AT or "?" in value or ":" in value or "\n" in value or "\r" in value) \
+                    and not _text(value):
                 return False
         elif kind is dict or kind is list:
             if not _plain(value, depth + 1, keys):
@@ -95,6 +106,9 @@ def _text(value: str) -> bool:
     """Is ``value`` text in YAML 1.1 too? It is when YAML 1.1 reads it, written plain, as text; or
     when it is digits alone (a code such as '30'): written plain, ``yaml-rs`` would have given a
     number, so it was quoted, and quoted it is text in both."""
-    found = _NOT_TEXT.get(value[:1])
+    first = value[:1]
+    if first in _INDICATORS or _UNSURE_PARTS.search(value):
+        return False
+    found = _NOT_TEXT.get(first)
     return not found or not any(rx.match(value) for rx in found) or (value.isascii() and value.isdigit())
 
