@@ -62,7 +62,7 @@ def quick_load(text: str) -> dict | None:
                              duplicate_key_policy=yaml_rs.DuplicateKeyPolicy.Error)
     except Exception:  # noqa: BLE001 - whatever it refuses, the reader with lines says why
         return None
-    if not isinstance(data, dict) or not _plain(data, 1, set()):
+    if not isinstance(data, dict) or not _plain(data, 1, {}):
         return None
     return data
 
@@ -74,27 +74,34 @@ def _unsure(text: str) -> bool:
             or "\n%" in text or "\r%" in text or Reader.NON_PRINTABLE.search(text) is not None)
 
 
-def _plain(node: Any, depth: int, keys: set) -> bool:
-    """Every key and value of ``node`` as YAML 1.1 would read it, ``depth`` within the limit;
-    ``keys``: the keys seen already (a registry's 10 000 mappings share a few)."""
+def _plain(node: Any, depth: int, seen: dict) -> bool:
+    """Every key and value of ``node`` as YAML 1.1 would read it, ``depth`` within the limit.
+    ``seen``: the keys and texts met already, each checked once; a text met again is replaced by
+    the first of its kind, as PyYAML's reader shares them (10 000 units' kinds and groups: 2 MiB)."""
     if depth > MAX_DEPTH:
         return False
     if type(node) is dict:
-        if not keys.issuperset(node):
-            if not all(type(k) is str and k != LINE_KEY and _text(k) for k in node):
-                return False
-            keys.update(node)
-        values = node.values()
+        for key in node:
+            if key not in seen:
+                if type(key) is not str or key == LINE_KEY or not _text(key):
+                    return False
+                seen[key] = key
+        places = node.items()
     else:
-        values = node  # a list
-    for value in values:  # inline: one pass of the data, ~5 values a unit
+        places = enumerate(node)  # a list
+    for place, value in places:  # inline: one pass of the data, ~5 values a unit
         kind = type(value)
         if kind is str:
-            if (value[:1] in _LOOK_AT or "?" in value or ":" in value or "\n" in value or "\r" in value) \
-                    and not _text(value):
-                return False
+            first = seen.get(value)
+            if first is None:
+                if (value[:1] in _LOOK_AT or "?" in value or ":" in value or "\n" in value or "\r" in value) \
+                        and not _text(value):
+                    return False
+                seen[value] = value
+            elif first is not value:
+                node[place] = first
         elif kind is dict or kind is list:
-            if not _plain(value, depth + 1, keys):
+            if not _plain(value, depth + 1, seen):
                 return False
         # null and booleans are written alike in 1.1 and 1.2, a date (not a moment) as YYYY-MM-DD
         elif value is not None and kind is not bool and kind is not dt.date:
