@@ -60,8 +60,10 @@ def quick_load(text: str) -> dict | None:
         data = yaml_rs.loads(text, parse_datetime=True,
                              alias_limits=yaml_rs.AliasLimits(max_total_replayed_events=0),
                              duplicate_key_policy=yaml_rs.DuplicateKeyPolicy.Error)
-    except Exception:  # noqa: BLE001 - whatever it refuses, the reader with lines says why
-        return None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:  # noqa: BLE001 - what it refuses, even by a panic (pyo3's PanicException is a
+        return None        # BaseException): the reader with lines says what is wrong
     if not isinstance(data, dict) or not _plain(data, 1, {}):
         return None
     return data
