@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
-import holidays
-
 from planflow.calendar_file import DEFAULT_CALENDAR_DIR, Notice, calendar_settings, find_calendar, read_calendar_file
 from planflow.due_phrases import OFFSET_HELP, Offset, add_months, check_rules, effective_rules, parse_offset, read_due
+from planflow.country_holidays import country_holidays
 from planflow.problems import CalendarError
 
 __all__ = ["BusinessCalendar", "CalendarError", "Offset", "DEFAULT_CALENDAR_DIR", "WEEKDAY_VI"]
@@ -126,9 +125,8 @@ class BusinessCalendar:
             if self._statutory_cfg is not None:
                 cfg = self._statutory_cfg
                 try:
-                    hols = holidays.country_holidays(
-                        cfg["country"], subdiv=cfg["subdiv"], years=year, language=cfg["language"]
-                    )
+                    hols = country_holidays(cfg["country"], subdiv=cfg["subdiv"], years=year,
+                                            language=cfg["language"])
                     workdays = getattr(hols, "weekend_workdays", ())
                     found = ({d: n for d, n in hols.items() if d.year == year},
                              frozenset(d for d in workdays if d.year == year))

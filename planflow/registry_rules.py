@@ -42,14 +42,13 @@ class Source:
 
 
 def unit_codes_are_unique(reg: Registry, src: Source) -> Problems:
-    first: dict[str, int] = {}
+    first: dict[str, int] = {}  # code -> index of its first unit (lines looked up for a problem only)
     for i, u in enumerate(reg.units):
-        line = src.line("units", i)
         if u.code in first:
-            yield Problem(src.file, line, u.code, f"code '{u.code}' is used twice (first on line {first[u.code]}): "
-                                                  "every unit needs a code of its own", "unit")
+            yield Problem(src.file, src.line("units", i), u.code, f"code '{u.code}' is used twice (first on line "
+                          f"{src.line('units', first[u.code])}): every unit needs a code of its own", "unit")
         else:
-            first[u.code] = line
+            first[u.code] = i
 
 
 def parents_exist(reg: Registry, src: Source) -> Problems:
@@ -63,22 +62,23 @@ def parents_exist(reg: Registry, src: Source) -> Problems:
 
 def parents_do_not_loop(reg: Registry, src: Source) -> Problems:
     """Going up from parent to parent ends at a unit with none (no unit is its own ancestor)."""
-    index: dict[str, int] = {}
-    for i, u in enumerate(reg.units):
-        index.setdefault(u.code, i)
+    # code -> parent (None: none, or itself), the last unit of a code winning as in ``reg.get``
+    parent_of = {u.code: (u.parent if u.parent != u.code else None) for u in reg.units}
     settled: set[str] = set()
     for u in reg.units:
+        if u.code in settled:  # reached from a unit below it: nothing new above
+            continue
         path: list[str] = []
         on_path: set[str] = set()
         code: str | None = u.code
         while code is not None and code not in settled and code not in on_path:
             path.append(code)
             on_path.add(code)
-            unit = reg.get(code)
-            code = unit.parent if unit is not None and unit.parent != unit.code else None
+            code = parent_of.get(code)
         if code is not None and code in on_path:
             loop = path[path.index(code):]
-            yield Problem(src.file, src.line("units", index[code]), code,
+            first = next(i for i, unit in enumerate(reg.units) if unit.code == code)
+            yield Problem(src.file, src.line("units", first), code,
                           f"its parents go round in a loop: {' → '.join(loop[:10])} → {code}", "unit")
         settled.update(path)
 

@@ -22,10 +22,10 @@ from planflow.problems import DefinitionError, Problem
 from planflow.yaml_events import LINE_KEY, LimitError, LineDict, LineList, build
 
 __all__ = ["LINE_KEY", "LineDict", "LineList", "MAX_BYTES", "YamlError", "display_path", "line_at", "line_of",
-           "line_of_key", "load_mapping", "load_with_lines", "read_text", "strip_lines"]
+           "line_of_key", "load_mapping", "load_with_lines", "read_file", "read_text", "strip_lines"]
 
 MIB = 1024 * 1024
-MAX_BYTES = {"registry": 4 * MIB}  # a registry lists every unit (10 000 units: 1.1 MiB, read in 0.3 s)
+MAX_BYTES = {"registry": 4 * MIB}  # a registry lists every unit (10 000 units: 1.1 MiB)
 DEFAULT_MAX_BYTES = 2 * MIB  # a definition, form, scenario or calendar (the shipped plan: 12 KiB)
 
 
@@ -88,13 +88,15 @@ def decode(path: Path, data: bytes) -> str:
 
 
 def load_with_lines(path: Path, *, dates_as_text: bool = False, limit: int = DEFAULT_MAX_BYTES,
-                    rewrite: Callable[[str], str] | None = None) -> Any:
+                    rewrite: Callable[[str], str] | None = None, text: str | None = None) -> Any:
     """Parse a YAML file; every mapping carries its first line under ``__line__``.
 
     ``dates_as_text`` keeps unquoted dates (``2022-12-07``) as the text written; ``rewrite``
-    changes the text before it is parsed, line for line (a plan's ``{year}``).
+    changes the text before it is parsed, line for line (a plan's ``{year}``); ``text`` is the
+    file's text when it was read already (``read_text``).
     """
-    text = read_text(path, limit)
+    if text is None:
+        text = read_text(path, limit)
     if rewrite is not None:
         text = rewrite(text)
     try:
@@ -162,22 +164,36 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
-def load_mapping(path: Path, what: str, rewrite: Callable[[str], str] | None = None) -> tuple[dict, str]:
+def read_file(path: Path, what: str) -> str:
+    """The text of a file of the kind ``what`` (its size limit: ``MAX_BYTES``), for ``load_mapping``'s
+    ``text``; ``DefinitionError`` as ``load_mapping`` gives when it cannot be read."""
+    try:
+        return read_text(path, MAX_BYTES.get(what, DEFAULT_MAX_BYTES))
+    except YamlError as exc:
+        raise _unreadable(display_path(path), what, exc) from None
+
+
+def load_mapping(path: Path, what: str, rewrite: Callable[[str], str] | None = None,
+                 text: str | None = None) -> tuple[dict, str]:
     """A YAML file that must hold a mapping (lines kept), and the name problems give it.
 
     ``what`` names the kind of file in a problem ("definition", "registry", "scenario");
-    it also sets the size limit (``MAX_BYTES``).
+    it also sets the size limit (``MAX_BYTES``). ``text``: the file's text, read already (``read_file``).
     """
     file = display_path(path)
     try:
-        raw = load_with_lines(path, limit=MAX_BYTES.get(what, DEFAULT_MAX_BYTES), rewrite=rewrite)
+        raw = load_with_lines(path, limit=MAX_BYTES.get(what, DEFAULT_MAX_BYTES), rewrite=rewrite, text=text)
     except YamlError as exc:
-        kind = {"registry": "unit", "form": "criterion"}.get(what, "element")
-        raise DefinitionError([Problem(file, exc.line, exc.owner, f"{what}: {exc.message}", kind)]) from None
+        raise _unreadable(file, what, exc) from None
     if not isinstance(raw, dict):
         raise DefinitionError([Problem(file, 1, None, f"a {what} must be a YAML mapping (key: value lines), "
                                                       f"not {_kind_of(raw)}")])
     return raw, file
+
+
+def _unreadable(file: str, what: str, exc: YamlError) -> DefinitionError:
+    kind = {"registry": "unit", "form": "criterion"}.get(what, "element")
+    return DefinitionError([Problem(file, exc.line, exc.owner, f"{what}: {exc.message}", kind)])
 
 
 def _kind_of(value: Any) -> str:
