@@ -230,11 +230,14 @@ def _plans_for_server(definition: Path, how: str) -> list:
     from planflow import load_plan
     from planflow.flows.served_plans import ServedPlanError, plan_files
 
+    from planflow.flows.serve import advance_after
+
     if not os.environ.get("PREFECT_API_URL"):
         fail(ValueError(f"PREFECT_API_URL is not set: {how}"))
     try:
+        advance_after()  # the automations' setting, checked before anything is registered
         return [load_plan(path) for path in plan_files(definition)]
-    except (*user_errors(), ServedPlanError) as exc:
+    except (*user_errors(), ServedPlanError, ValueError) as exc:
         fail(exc)
 
 

@@ -26,6 +26,7 @@ import os
 from pathlib import Path
 
 from planflow import load_plan
+from planflow.outbox import env_number
 from planflow.flows import operations as ops
 from planflow.flows.events import PLAN_LABEL
 from planflow.flows.outcome import OPERATOR_TAG
@@ -116,6 +117,12 @@ def automation_name(plan_id: str, what: str) -> str:
     return f"planflow {plan_id}: {what}"
 
 
+def advance_after() -> dt.timedelta:
+    """How long submissions are gathered before the plan moves on (``PLANFLOW_ADVANCE_AFTER``,
+    seconds, default 60; 0: a run for every submission)."""
+    return dt.timedelta(seconds=env_number("PLANFLOW_ADVANCE_AFTER", 60, 0))
+
+
 def plan_automations(plan_id: str, ids: dict[str, object]) -> list:
     """The automations of one plan: its events (resource label ``planflow.plan``) and its
     deployments' runs start its own deployments."""
@@ -124,13 +131,19 @@ def plan_automations(plan_id: str, ids: dict[str, object]) -> list:
     from prefect.events.schemas.automations import EventTrigger, Posture
 
     unit_of_plan = {"prefect.resource.id": "planflow.unit.*", PLAN_LABEL: plan_id}
+    gather = advance_after()
     return [
         Automation(
             name=automation_name(plan_id, "báo cáo đã gửi → chuyển tiếp"),
-            description="A unit's submission (or a review decision) moves the plan instance on.",
+            description=f"Units' submissions (or a review decision) move the plan instance on: one advance run "
+                        f"{gather.total_seconds():g} s after the first of them, for all that came meanwhile.",
+            # Prefect's debouncing: the first event fires and schedules the run `gather` later;
+            # the events until then fire nothing (a reactive trigger waits out `within`), and
+            # the run, starting after them, moves on what they all recorded. Without it every
+            # submission through the portal started a run of its own (~8 s of CPU each).
             trigger=EventTrigger(expect={"planflow.unit.submitted"}, match=unit_of_plan,
-                                 posture=Posture.Reactive, threshold=1),
-            actions=[RunDeployment(source="selected", deployment_id=ids["advance"])],
+                                 posture=Posture.Reactive, threshold=1, within=gather),
+            actions=[RunDeployment(source="selected", deployment_id=ids["advance"], schedule_after=gather)],
         ),
         Automation(
             name=automation_name(plan_id, "đơn vị quá hạn → gửi thông báo"),

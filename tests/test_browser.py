@@ -24,6 +24,7 @@ without them unless PLANFLOW_REQUIRE_BROWSER=1 (CI), where it fails.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import json
 import os
@@ -237,7 +238,7 @@ def served(prefect_server, mailbox, tmp_path):
     log_path = tmp_path / "serve.log"
     env = {**prefect_server.env, "PLANFLOW_OUTBOX_DIR": str(outbox),
            "PLANFLOW_SMTP_HOST": "127.0.0.1", "PLANFLOW_SMTP_PORT": str(mailbox[1]), "PLANFLOW_SMTP_SECURITY": "none",
-           "PLANFLOW_OUTBOX_MAX_ATTEMPTS": "1",
+           "PLANFLOW_OUTBOX_MAX_ATTEMPTS": "1", "PLANFLOW_ADVANCE_AFTER": "5",
            "PREFECT_RUNNER_POLL_FREQUENCY": "2", "PREFECT_LOGGING_LEVEL": "INFO",
            # the units' portal: letters carry personal links to it (started by the test that needs it)
            "PLANFLOW_PORTAL_URL": f"http://127.0.0.1:{_free_port()}", "PLANFLOW_PORTAL_SECRET": secrets.token_urlsafe(32)}
@@ -493,6 +494,9 @@ def _commune_reports_through_its_link(served, tmp_path: Path) -> None:
     run = server.wait_for("the advance run the submission started",
                           lambda: len(server.flow_runs("advance")) > advances and server.flow_runs("advance")[-1], 60)
     assert run["created_by"]["display_value"] == f"planflow {PLAN_ID}: báo cáo đã gửi → chuyển tiếp"
+    # scheduled PLANFLOW_ADVANCE_AFTER (5 s here) after the event, for the submissions meanwhile
+    gathered = (dt.datetime.fromisoformat(run["expected_start_time"]) - dt.datetime.fromisoformat(run["created"]))
+    assert dt.timedelta(seconds=4) <= gathered <= dt.timedelta(seconds=6), run
     assert server.wait_run(run["id"], 90)["state"]["type"] == "COMPLETED"
     progress = server.post("/artifacts/filter", {"artifacts": {"key": {"any_": [
         f"hai-duong-dan-van-2022-2022-progress-communes"]}}, "sort": "CREATED_DESC", "limit": 1})

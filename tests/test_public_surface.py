@@ -43,6 +43,7 @@ ENGINE_FOR_FLOWS = {
     "planflow.clock": ["ClockError", "now_of", "real_now", "set_replay_clock"],
     "planflow.documents": ["attachments_for", "documents_dir", "export", "latest", "write_latest"],
     "planflow.definitions": ["shipped"],
+    "planflow.plan_cache": ["cached_plan"],
     "planflow.plan_versions": ["MigrationError", "behind", "migrate", "plan_for", "started_version", "years"],
     "planflow.plan_years": ["this_year", "year_of_key"],
     "planflow.expressions": ["review_decision", "units_that_report"],

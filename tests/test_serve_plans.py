@@ -155,6 +155,9 @@ def test_two_plans_on_one_server_have_their_own_deployments_automations_and_inst
     assert not advance_of[OTHER].trigger.match.matches(submitted[SHIPPED])
     assert not advance_of[SHIPPED].trigger.match.matches(submitted[OTHER])
     assert advance_of[OTHER].actions[0].deployment_id == ids[OTHER]["advance"]
+    # submissions arriving together move the plan once: the first schedules advance a minute
+    # later, the others until then start nothing (Prefect's debouncing)
+    assert advance_of[OTHER].trigger.within == advance_of[OTHER].actions[0].schedule_after == dt.timedelta(seconds=60)
     # a run of the plan's deployments that goes silent (its worker lost) is set Crashed — and a
     # run that ended in one of planflow's own final states ("Từ chối") is not silent
     lost = run(Automation.aread(name=f"planflow {OTHER}: lần chạy mất tín hiệu → Crashed"))
@@ -305,6 +308,10 @@ def test_deploy_refuses_without_a_server_or_with_a_broken_plan_before_it_registe
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     no_server = CliRunner().invoke(app, ["deploy", str(folder)], env={**env, "PREFECT_API_URL": ""})
     assert no_server.exit_code == 1 and "PREFECT_API_URL is not set" in no_server.output
+    odd = CliRunner().invoke(app, ["deploy", str(folder)], env={**env, "PREFECT_API_URL": "http://127.0.0.1:9/api",
+                                                                 "PLANFLOW_ADVANCE_AFTER": "một phút"})
+    assert odd.exit_code == 1 and "PLANFLOW_ADVANCE_AFTER must be a number, not 'một phút'" in odd.output, odd.output
+    assert isinstance(odd.exception, SystemExit)
     other = folder / f"{OTHER}.yml"
     other.write_text(other.read_text(encoding="utf-8").replace("registry: ", "registry: missing/"), encoding="utf-8")
     broken = CliRunner().invoke(app, ["deploy", str(folder), "--pool", "planflow"],
