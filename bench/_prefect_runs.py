@@ -92,13 +92,29 @@ class Runs:
         self.lost.append({"run": run.name, "state": state, "message": run.state.message, "run_again_as": str(new)})
         return new
 
+    async def _recover(self, open_runs: list, orphans: dict) -> None:
+        """After a kill, a run of a deployment nobody waits for (an automation started it) that the
+        dead worker held — no live process carries it, Pending ``PENDING_S`` or Running ``SILENT_S`` —
+        is replaced as :meth:`finished` replaces one. ``orphans``: run id -> when first seen so."""
+        live, now = live_runs(), time.monotonic()
+        for r in open_runs:
+            kind = r.state.type.value if r.state else "SCHEDULED"
+            if kind not in ("PENDING", "RUNNING") or str(r.id) in live or r.deployment_id is None:
+                orphans.pop(r.id, None)
+                continue
+            if now - orphans.setdefault(r.id, now) > (self.PENDING_S if kind == "PENDING" else self.SILENT_S):
+                await self._replace(r)
+                orphans.pop(r.id)
+
     async def settled(self, quiet_s: float = 6.0, timeout: float = 300) -> list:
         """Every flow run over and no new one for ``quiet_s`` (automations fire a little after their
         events); return them all."""
-        deadline, seen, since = time.monotonic() + timeout, -1, time.monotonic()
+        deadline, seen, since, orphans = time.monotonic() + timeout, -1, time.monotonic(), {}
         while time.monotonic() < deadline:
             runs = await self._read()
             open_runs = [r for r in runs if (r.state.type.value if r.state else "SCHEDULED") not in self.TERMINAL]
+            if self.after_kill:
+                await self._recover(open_runs, orphans)
             if len(runs) != seen or open_runs:
                 seen, since = len(runs), time.monotonic()
             elif time.monotonic() - since > quiet_s:
