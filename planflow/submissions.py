@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 
-from planflow import audit, corrections, letters, outbox, tokens
+from planflow import audit, bulk_rows, corrections, letters, outbox, tokens
 from planflow import store as s
 from planflow.model import Element
 
@@ -61,6 +62,11 @@ class _Known(NamedTuple):
     earlier: dict[int, object]
     process_of: dict[int, str]
     waiting: set[int]  # tokens of answered items still waiting on other units (a correction's condition)
+
+
+_SUBMISSION_COLUMNS = ("work_item_id", "unit_code", "submitted_at", "recorded_at", "payload", "total",
+                       "document_number", "document_date", "entered_by", "entry_reason")
+_SUBMISSION_VALUES = itemgetter(*_SUBMISSION_COLUMNS)  # a row of _Accepted.row, in that order
 
 
 class _Accepted(NamedTuple):
@@ -249,22 +255,21 @@ def _claim(conn, accepted: list[_Accepted]) -> list[_Accepted]:
         if a.item.id in claimed:
             claimed.discard(a.item.id)
             won.append(a)
-    if won:
-        conn.execute(update(s.work_items).where(s.work_items.c.id == bindparam("_wid"))
-                     .values(submitted_at=bindparam("_submitted_at"), late=bindparam("_late"), next_notice_at=None),
-                     [{"_wid": a.item.id, "_submitted_at": a.submission.submitted_at, "_late": a.late} for a in won])
+    bulk_rows.update_rows(conn, s.work_items, ("submitted_at", "late", "next_notice_at"), "id",
+                          [(a.submission.submitted_at, a.late, None, a.item.id) for a in won])
     return won
 
 
 def _record(conn, plan, won: list[_Accepted], as_of) -> None:
     """The submissions, the answers a task keeps in its instance (``output``), the audit
     rows; then the tasks every unit has answered complete."""
-    conn.execute(s.insert_ignore(conn, s.submissions), [a.row for a in won])
+    bulk_rows.insert_rows(conn, s.submissions, _SUBMISSION_COLUMNS, map(_SUBMISSION_VALUES, (a.row for a in won)),
+                          ignore=True)
     _keep_outputs(conn, won, new_round=True)
+    details: dict[tuple, dict] = {}  # submissions at one moment share their audit detail (encoded once)
     audit.record_all(conn, [audit.entry(
         as_of, a.item.instance_id, a.submission.actor, "task.submitted", a.item.element_id, a.submission.unit,
-        detail={"submitted_at": a.submission.submitted_at.isoformat(), "late": a.late,
-                **_paper_detail(a.submission)}) for a in won])
+        detail=_detail(details, a)) for a in won])
     _queue_receipts(conn, plan, won, as_of)
     tokens.settle(conn, plan, {a.item.token_id for a in won}, as_of)
 
@@ -285,6 +290,17 @@ def _queue_receipts(conn, plan, accepted: list[_Accepted], as_of) -> None:
     outbox.queue(conn, [row for a in accepted if a.submission.receipt is not None for row in letters.rows_for_receipt(
         plan, a.item, a.element, plan.registry.get(a.submission.unit), received_at=a.submission.submitted_at,
         late=a.late, total=a.row["total"], receipt=a.submission.receipt, as_of=as_of)], as_of)
+
+
+def _detail(details: dict[tuple, dict], a: _Accepted) -> dict:
+    """The audit detail of an accepted submission; equal details are one dict."""
+    sub = a.submission
+    key = (sub.submitted_at, sub.submitted_at.utcoffset(), a.late, sub.document_number, sub.document_date,
+           sub.actor, sub.entry_reason)
+    detail = details.get(key)
+    if detail is None:
+        detail = details[key] = {"submitted_at": sub.submitted_at.isoformat(), "late": a.late, **_paper_detail(sub)}
+    return detail
 
 
 def _paper_detail(sub: Submission) -> dict:

@@ -1,0 +1,88 @@
+"""Many rows written in one driver-level ``executemany``: the big writes of a batch (a task's
+work items, the submissions, their audit rows) without SQLAlchemy's per-row work.
+
+A statement is compiled once per dialect, table and columns, by SQLAlchemy, from the store's
+tables (``store.insert_ignore`` for rows a retry could write twice), so its SQL is what
+``conn.execute`` would send. Each value is converted by its column type's own bind processor
+(the same stored form: ``UTCDateTime`` keeps one per moment, JSON is the dialect's
+serializer), column by column, and the rows go to the driver as they are. Rows are written
+in the order given, as ``conn.execute(stmt, [dicts])`` writes them: the same ids.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from sqlalchemy import bindparam, update
+
+from planflow import store as s
+
+_PLANS: dict[tuple, tuple] = {}
+
+
+def insert_rows(conn, table, columns: Sequence[str], rows: Iterable[Sequence], *, ignore: bool = False) -> None:
+    """Insert ``rows`` (tuples in the order of ``columns``) into ``table``; ``ignore``: a row
+    whose unique key is taken is left out (``INSERT ... ON CONFLICT DO NOTHING``)."""
+    columns = tuple(columns)
+    key = ("insert", conn.dialect.name, table.name, columns, ignore)
+    plan = _PLANS.get(key)
+    if plan is None:
+        stmt = s.insert_ignore(conn, table) if ignore else table.insert()
+        plan = _PLANS[key] = _compile(conn, stmt, columns, columns)
+    _send(conn, plan, rows)
+
+
+def update_rows(conn, table, columns: Sequence[str], key_column: str, rows: Iterable[Sequence]) -> None:
+    """``UPDATE table SET columns WHERE key_column = ?`` once per row (a tuple: the values
+    of ``columns``, then the key); columns not named keep their values."""
+    columns = tuple(columns)
+    key = ("update", conn.dialect.name, table.name, columns, key_column)
+    plan = _PLANS.get(key)
+    if plan is None:
+        names = tuple(f"_{c}" for c in (*columns, key_column))
+        stmt = (update(table).where(table.c[key_column] == bindparam(names[-1]))
+                .values({c: bindparam(n) for c, n in zip(columns, names)}))
+        plan = _PLANS[key] = _compile(conn, stmt, names, names)
+    _send(conn, plan, rows)
+
+
+def _compile(conn, stmt, keys: tuple[str, ...], names: tuple[str, ...]) -> tuple:
+    """(SQL, the parameters' names in the order of a row, each one's converter or None,
+    whether the driver takes positional parameters)."""
+    dialect = conn.dialect
+    compiled = stmt.compile(dialect=dialect, column_keys=list(keys))
+    order = tuple(compiled.positiontup) if compiled.positional else names
+    if sorted(order) != sorted(names):  # pragma: no cover - a statement with binds of its own
+        raise ValueError(f"{stmt}: parameters {order}, rows give {names}")
+    converters = tuple(compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names)
+    position = tuple(names.index(n) for n in order)
+    return compiled.string, names, converters, position, compiled.positional
+
+
+def _send(conn, plan: tuple, rows: Iterable[Sequence]) -> None:
+    sql, names, converters, position, positional = plan
+    rows = list(rows)
+    if not rows:
+        return
+    columns = list(zip(*rows))
+    if len(columns) != len(names):
+        raise ValueError(f"rows of {len(columns)} values for {len(names)} columns ({', '.join(names)})")
+    columns = [_convert(f, col) if f is not None else col for f, col in zip(converters, columns)]
+    if positional:
+        params = list(zip(*(columns[i] for i in position)))
+    else:
+        params = [dict(zip(names, values)) for values in zip(*columns)]
+    conn.exec_driver_sql(sql, params)
+
+
+def _convert(convert, values: tuple) -> list:
+    """A column's values in their stored form; a value that is there several times (the
+    same object: a moment, a detail shared by many rows) is converted once."""
+    done: dict[int, object] = {}
+    out = []
+    for v in values:  # None too: a JSON column stores it as JSON 'null', as SQLAlchemy does
+        stored = done.get(id(v), done)
+        if stored is done:
+            stored = done[id(v)] = convert(v)
+        out.append(stored)
+    return out
