@@ -23,6 +23,7 @@ from sqlalchemy import select, update
 from planflow import audit, bulk_rows, corrections, letters, outbox, tokens
 from planflow import store as s
 from planflow.model import Element
+from planflow.scores import ScoreError, score_payload  # noqa: F401 - ScoreError: the portal's, through here
 
 
 class SubmissionError(ValueError):
@@ -307,79 +308,3 @@ def _paper_detail(sub: Submission) -> dict:
     if sub.document_number is None:
         return {}
     return {**sub.paper(), "document_date": sub.document_date.isoformat() if sub.document_date else None}
-
-
-class ScoreError(ValueError):
-    """A score the form does not take; ``code`` is the criterion at fault."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-
-
-def score_payload(form, payload: dict, late: bool) -> float | None:
-    """Check a submission against its form; return the total score (criteria forms).
-
-    Raises ``ValueError`` naming the field at fault, ``ScoreError`` (its ``code``) the criterion.
-    """
-    if form.kind == "fields":
-        _check_fields(form, payload)
-        return None
-    scores = payload.get("scores")
-    if not isinstance(scores, dict):
-        raise ValueError(f"form '{form.id}': a submission needs 'scores' (criterion code -> points)")
-    rows, codes = _criteria(form)
-    unknown = sorted(set(scores) - codes)
-    if unknown:
-        raise ValueError(f"form '{form.id}' has no criterion {', '.join(unknown)}")
-    total = 0.0
-    step = form.step
-    for code, on_time, top, title in rows:
-        if on_time:
-            if code in scores:
-                raise ScoreError(code, f"criterion {code} is scored by the workflow (on-time report), not by the unit")
-            total += 0.0 if late else top
-            continue
-        if code not in scores:
-            raise ScoreError(code, f"criterion {code} ({title}) has no score")
-        value = scores[code]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ScoreError(code, f"criterion {code}: score '{value}' is not a number")
-        if not 0 <= value <= top:
-            raise ScoreError(code, f"criterion {code}: score {value} is outside 0–{top:g}")
-        steps = value / step
-        if abs(steps - round(steps)) > 1e-9:
-            raise ScoreError(code, f"criterion {code}: score {value} is not a multiple of {step:g}")
-        total += value
-    return round(total, 2)
-
-
-def _check_fields(form, payload: dict) -> None:
-    """A fields form (e.g. a review decision): known fields, required ones given, choices kept."""
-    names = {f.name for f in form.fields}
-    unknown = set(payload) - names
-    if unknown:
-        raise ValueError(f"form '{form.id}' has no field {', '.join(sorted(unknown))} "
-                         f"(fields: {', '.join(sorted(names))})")
-    for f in form.fields:
-        value = payload.get(f.name)
-        if f.required and value in (None, ""):
-            raise ValueError(f"form '{form.id}': field '{f.name}' is required")
-        if f.type == "choice" and value is not None and value not in (f.choices or {}):
-            raise ValueError(f"form '{form.id}': field '{f.name}' must be one of "
-                             f"{', '.join(f.choices or {})}, not '{value}'")
-
-
-_CRITERIA: dict[int, tuple] = {}
-
-
-def _criteria(form) -> tuple[tuple, frozenset]:
-    """``form.items`` as (code, scored by the workflow on time, max, title) rows, and its
-    codes, built once per form (a form is immutable)."""
-    cached = _CRITERIA.get(id(form))
-    if cached is None or cached[0] is not form:
-        items = form.items
-        rows = tuple((code, item.auto_from_workflow == "on_time", item.max, item.title)
-                     for code, item in items.items())
-        cached = _CRITERIA[id(form)] = (form, rows, frozenset(items))
-    return cached[1], cached[2]
