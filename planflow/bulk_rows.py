@@ -11,13 +11,22 @@ in the order given, as ``conn.execute(stmt, [dicts])`` writes them: the same ids
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+import re
+from typing import Iterable, NamedTuple, Sequence
 
 from sqlalchemy import bindparam, update
 
 from planflow import store as s
 
-_PLANS: dict[tuple, tuple] = {}
+_PLANS: dict[tuple, "_Plan"] = {}
+_PARAM = re.compile(r"%\((\w+)\)s")
+
+
+class _Plan(NamedTuple):
+    sql: str  # the statement for one row, sent once with every row (executemany)
+    names: tuple[str, ...]  # the values of a row given, in order
+    converters: tuple  # each value's bind processor, or None
+    position: tuple[int, ...]  # the values in the order the statement takes them
 
 
 def insert_rows(conn, table, columns: Sequence[str], rows: Iterable[Sequence], *, ignore: bool = False) -> None:
@@ -33,8 +42,8 @@ def insert_rows(conn, table, columns: Sequence[str], rows: Iterable[Sequence], *
 
 
 def update_rows(conn, table, columns: Sequence[str], key_column: str, rows: Iterable[Sequence]) -> None:
-    """``UPDATE table SET columns WHERE key_column = ?`` once per row (a tuple: the values
-    of ``columns``, then the key); columns not named keep their values."""
+    """``UPDATE table SET columns WHERE key_column = ?`` for every row (a tuple: the values
+    of ``columns``, then the key; each key once); columns not named keep their values."""
     columns = tuple(columns)
     key = ("update", conn.dialect.name, table.name, columns, key_column)
     plan = _PLANS.get(key)
@@ -46,43 +55,37 @@ def update_rows(conn, table, columns: Sequence[str], key_column: str, rows: Iter
     _send(conn, plan, rows)
 
 
-def _compile(conn, stmt, keys: tuple[str, ...], names: tuple[str, ...]) -> tuple:
-    """(SQL, the parameters' names in the order of a row, each one's converter or None,
-    whether the driver takes positional parameters)."""
+def _compile(conn, stmt, keys: tuple[str, ...], names: tuple[str, ...]) -> _Plan:
+    """The statement for one row, as SQLAlchemy compiles it for an executemany."""
     dialect = conn.dialect
-    compiled = stmt.compile(dialect=dialect, column_keys=list(keys))
-    order = tuple(compiled.positiontup) if compiled.positional else names
+    compiled = stmt.compile(dialect=dialect, column_keys=list(keys), for_executemany=True)
+    sql, order = compiled.string, tuple(compiled.positiontup or ())
+    if not compiled.positional:  # psycopg's %(name)s: %s in their order, so a row goes as a tuple
+        sql, order = _PARAM.sub("%s", compiled.string), tuple(_PARAM.findall(compiled.string))
     if sorted(order) != sorted(names):  # pragma: no cover - a statement with binds of its own
         raise ValueError(f"{stmt}: parameters {order}, rows give {names}")
     converters = tuple(compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names)
     position = tuple(names.index(n) for n in order)
-    return compiled.string, names, converters, position, compiled.positional
+    return _Plan(sql, names, converters, position)
 
 
-def _send(conn, plan: tuple, rows: Iterable[Sequence]) -> None:
-    sql, names, converters, position, positional = plan
+def _send(conn, plan: _Plan, rows: Iterable[Sequence]) -> None:
     rows = list(rows)
     if not rows:
         return
+    names = plan.names
     columns = list(zip(*rows))
     if len(columns) != len(names):
         raise ValueError(f"rows of {len(columns)} values for {len(names)} columns ({', '.join(names)})")
-    columns = [_convert(f, col) if f is not None else col for f, col in zip(converters, columns)]
-    if positional:
-        params = list(zip(*(columns[i] for i in position)))
-    else:
-        params = [dict(zip(names, values)) for values in zip(*columns)]
-    conn.exec_driver_sql(sql, params)
+    columns = [_convert(f, col) if f is not None else col for f, col in zip(plan.converters, columns)]
+    conn.exec_driver_sql(plan.sql, list(zip(*(columns[i] for i in plan.position))))
 
 
 def _convert(convert, values: tuple) -> list:
     """A column's values in their stored form; a value that is there several times (the
     same object: a moment, a detail shared by many rows) is converted once."""
-    done: dict[int, object] = {}
-    out = []
-    for v in values:  # None too: a JSON column stores it as JSON 'null', as SQLAlchemy does
-        stored = done.get(id(v), done)
-        if stored is done:
-            stored = done[id(v)] = convert(v)
-        out.append(stored)
-    return out
+    by_id = dict(zip(map(id, values), values))  # None too: a JSON column stores it as 'null'
+    if len(by_id) == len(values):
+        return list(map(convert, values))
+    stored = {key: convert(v) for key, v in by_id.items()}
+    return list(map(stored.__getitem__, map(id, values)))
