@@ -5,6 +5,9 @@ Each refusal names the criterion or field at fault. A form's criteria are read o
 
 from __future__ import annotations
 
+from functools import reduce
+from operator import add
+
 
 class ScoreError(ValueError):
     """A score the form does not take; ``code`` is the criterion at fault."""
@@ -25,9 +28,9 @@ def score_payload(form, payload: dict, late: bool) -> float | None:
     scores = payload.get("scores")
     if not isinstance(scores, dict):
         raise ValueError(f"form '{form.id}': a submission needs 'scores' (criterion code -> points)")
-    rows, codes, scored, valid = _criteria(form)
+    rows, codes, scored, fast = _criteria(form)
     if scores.keys() == scored:  # the usual case, checked at once: every score one the form takes
-        total = _fast_total(rows, valid, scores, late)
+        total = _fast_total(fast, scores, late)
         if total is not None:
             return total
     unknown = sorted(set(scores) - codes)
@@ -71,32 +74,28 @@ def _check_fields(form, payload: dict) -> None:
                              f"{', '.join(f.choices or {})}, not '{value}'")
 
 
-_NUMBERS = (int, float)
+_NUMBERS = frozenset((int, float))
 
 
-def _fast_total(rows: tuple, valid: frozenset, scores: dict, late: bool) -> float | None:
+def _fast_total(fast: tuple, scores: dict, late: bool) -> float | None:
     """The total of scores that are each one of the values the form takes (``valid``: its
-    multiples of the step from 0 to the max), added in the order ``score_payload`` adds them;
-    None when a score is not among them (``score_payload`` then says which and why)."""
-    total = 0.0
-    for code, on_time, top, _title in rows:
-        if on_time:
-            total += 0.0 if late else top
-            continue
-        value = scores[code]
-        if type(value) not in _NUMBERS or (code, value) not in valid:
-            return None
-        total += value
-    return round(total, 2)
+    multiples of the step from 0 to the max), added in the order ``score_payload`` adds them
+    (the form's order, the on-time criteria at their places); None when a score is not among
+    them (``score_payload`` then says which and why)."""
+    order, auto, valid = fast
+    if not (valid.issuperset(scores.items()) and _NUMBERS.issuperset(map(type, scores.values()))):
+        return None
+    return round(reduce(add, map({**auto[bool(late)], **scores}.__getitem__, order), 0.0), 2)
 
 
 _CRITERIA: dict[int, tuple] = {}
 
 
-def _criteria(form) -> tuple[tuple, frozenset, frozenset, frozenset]:
+def _criteria(form) -> tuple[tuple, frozenset, frozenset, tuple]:
     """``form.items`` as (code, scored by the workflow on time, max, title) rows, its codes,
-    the codes a unit scores and every (code, score) the form takes, built once per form (a
-    form is immutable)."""
+    the codes a unit scores and what ``_fast_total`` needs (the codes in order, the on-time
+    criteria's points on time and late, every (code, score) the form takes), built once per
+    form (a form is immutable)."""
     cached = _CRITERIA.get(id(form))
     if cached is None or cached[0] is not form:
         items = form.items
@@ -106,7 +105,10 @@ def _criteria(form) -> tuple[tuple, frozenset, frozenset, frozenset]:
         valid = frozenset((code, k * form.step) for code, on_time, top, _title in rows
                           if not on_time and form.step > 0 and top >= 0
                           for k in range(int(top / form.step) + 1) if _takes(k * form.step, top, form.step))
-        cached = _CRITERIA[id(form)] = (form, rows, frozenset(items), scored, valid)
+        auto = {late: {code: 0.0 if late else top for code, on_time, top, _title in rows if on_time}
+                for late in (False, True)}
+        fast = (tuple(items), auto, valid)
+        cached = _CRITERIA[id(form)] = (form, rows, frozenset(items), scored, fast)
     return cached[1:]
 
 
