@@ -55,6 +55,56 @@ def update_rows(conn, table, columns: Sequence[str], key_column: str, rows: Iter
     _send(conn, plan, rows)
 
 
+def claim_rows(conn, table, key_column: str, status: tuple[str, str], columns: Sequence[str],
+               rows: Sequence[Sequence]) -> set:
+    """Move each row of ``table`` whose ``key_column`` is a row's key (its first value, each
+    key once) from ``status[0]`` to ``status[1]`` and set ``columns`` to the row's other
+    values, in one ``UPDATE ... FROM`` per 1000 rows; the keys moved (a row another writer
+    moved first is not among them). The values are converted as ``insert_rows`` converts them."""
+    plan = _claim_plan(conn, table, key_column, tuple(columns))
+    claimed: set = set()
+    for i in range(0, len(rows), 1000):
+        chunk = list(zip(*rows[i:i + 1000]))
+        values = [_convert(f, col) if f is not None else col for f, col in zip(plan.converters, chunk)]
+        if conn.dialect.name == "postgresql":  # one array per column: a statement that does not grow
+            sql, params = plan.sql, (status[1], *map(list, values), status[0])
+        else:
+            sql = plan.sql.replace("{rows}", ", ".join([plan.row] * len(chunk[0])))
+            params = (status[1], *(v for row in zip(*values) for v in row), status[0])
+        claimed.update(k for (k,) in conn.exec_driver_sql(sql, params))
+    return claimed
+
+
+class _ClaimPlan(NamedTuple):
+    sql: str
+    converters: tuple
+    row: str
+
+
+def _claim_plan(conn, table, key_column: str, columns: tuple[str, ...]) -> _ClaimPlan:
+    """``claim_rows``'s statement for the dialect: the rows as ``VALUES`` (SQLite; ``{rows}``
+    stands for them) or as ``unnest`` of one array per column (PostgreSQL), built once."""
+    dialect = conn.dialect
+    key = ("claim", dialect.name, table.name, key_column, columns)
+    plan = _PLANS.get(key)
+    if plan is None:
+        quote = dialect.identifier_preparer.quote
+        names = (key_column, *columns)
+        converters = tuple(table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in names)
+        name, mark = quote(table.name), "%s" if dialect.paramstyle in ("format", "pyformat") else "?"
+        if dialect.name == "postgresql":
+            types = [re.sub(r"\(\d+\)", "", table.c[c].type.compile(dialect=dialect)) for c in names]
+            source = "unnest(" + ", ".join(f"{mark}::{t}[]" for t in types) + ") AS v(" + ", ".join(
+                f"column{i}" for i in range(1, len(names) + 1)) + ")"
+        else:
+            source = "(VALUES {rows}) AS v"
+        sets = ", ".join(f"{quote(c)} = v.column{i}" for i, c in enumerate(columns, 2))
+        sql = (f"UPDATE {name} SET status = {mark}, {sets} FROM {source} WHERE {name}.{quote(key_column)} = "
+               f"v.column1 AND {name}.status = {mark} RETURNING {name}.{quote(key_column)}")
+        plan = _PLANS[key] = _ClaimPlan(sql, converters, "(" + ", ".join([mark] * len(names)) + ")")
+    return plan
+
+
 def _compile(conn, stmt, keys: tuple[str, ...], names: tuple[str, ...]) -> _Plan:
     """The statement for one row, as SQLAlchemy compiles it for an executemany."""
     dialect = conn.dialect

@@ -243,22 +243,15 @@ def _no_open_item(known: _Known, unit, sub: Submission, candidates: list) -> str
 
 def _claim(conn, accepted: list[_Accepted]) -> list[_Accepted]:
     """Claim each work item (open -> submitted) before writing anything else, every item of
-    the batch at once; the first submission of an item in the batch wins it. Each won item
-    then gets its time and lateness, and its ladder stops."""
-    ids = [a.item.id for a in accepted]
-    claimed: set[int] = set()
-    for i in range(0, len(ids), 1000):
-        claimed.update(conn.scalars(
-            update(s.work_items).where(s.work_items.c.id.in_(ids[i:i + 1000]), s.work_items.c.status == "open")
-            .values(status="submitted").returning(s.work_items.c.id)))
-    won = []
+    the batch at once, with its time and lateness, its ladder stopped; the first submission
+    of an item in the batch wins it."""
+    first: dict[int, _Accepted] = {}
     for a in accepted:
-        if a.item.id in claimed:
-            claimed.discard(a.item.id)
-            won.append(a)
-    bulk_rows.update_rows(conn, s.work_items, ("submitted_at", "late", "next_notice_at"), "id",
-                          [(a.submission.submitted_at, a.late, None, a.item.id) for a in won])
-    return won
+        first.setdefault(a.item.id, a)
+    claimed = bulk_rows.claim_rows(conn, s.work_items, "id", ("open", "submitted"),
+                                   ("submitted_at", "late", "next_notice_at"),
+                                   [(a.item.id, a.submission.submitted_at, a.late, None) for a in first.values()])
+    return [a for a in first.values() if a.item.id in claimed]
 
 
 def _record(conn, plan, won: list[_Accepted], as_of) -> None:
