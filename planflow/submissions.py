@@ -63,6 +63,15 @@ class _Known(NamedTuple):
     earlier: dict[int, object]
     process_of: dict[int, str]
     waiting: set[int]  # tokens of answered items still waiting on other units (a correction's condition)
+    elements: dict  # (instance, element id) -> the element, looked up once per batch
+
+    def element(self, plan, w) -> Element:
+        """The element (a user task) of the work item ``w``."""
+        key = (w.instance_id, w.element_id)
+        found = self.elements.get(key)
+        if found is None:
+            found = self.elements[key] = plan.definition.process(self.process_of[w.instance_id]).element(w.element_id)
+        return found
 
 
 _SUBMISSION_COLUMNS = ("work_item_id", "unit_code", "submitted_at", "recorded_at", "payload", "total",
@@ -84,9 +93,10 @@ def open_work(db, root_id: int | None = None) -> list:
     with db.connect() as conn:
         q = select(s.work_items.c.id, s.work_items.c.unit_code, s.work_items.c.element_id,
                    s.work_items.c.opened_at, s.work_items.c.due_at).where(s.work_items.c.status == "open")
-        if root_id is not None:
-            q = q.where(s.work_items.c.instance_id.in_(s.tree_ids(conn, root_id)))
-        return conn.execute(q.order_by(s.work_items.c.id)).all()
+        if root_id is None:
+            return conn.execute(q.order_by(s.work_items.c.id)).all()
+        return conn.execute(q.where(s.work_items.c.instance_id.in_(s.IN_TREE)).order_by(s.work_items.c.id),
+                            {"root_id": root_id}).all()
 
 
 class UnitItem(NamedTuple):
@@ -151,10 +161,10 @@ def _takes_corrections(plan) -> bool:
 
 def _known(conn, unit_codes: set[str], root_id: int | None, corrected: bool) -> _Known:
     q = select(s.work_items).where(s.work_items.c.unit_code.in_(sorted(unit_codes)))
-    if root_id is not None:
-        q = q.where(s.work_items.c.instance_id.in_(s.tree_ids(conn, root_id)))
+    if root_id is not None:  # the tree as a subquery: a district plan's 600 instances are not 600 parameters
+        q = q.where(s.work_items.c.instance_id.in_(s.IN_TREE))
     items: dict[str, list] = {}
-    for row in conn.execute(q.order_by(s.work_items.c.id)):
+    for row in conn.execute(q.order_by(s.work_items.c.id), {"root_id": root_id} if root_id is not None else {}):
         items.setdefault(row.unit_code, []).append(row)
     # earlier submissions matter only for work items no longer open (a re-sent answer)
     closed_ids = [r.id for rows in items.values() for r in rows if r.status != "open"]
@@ -166,7 +176,7 @@ def _known(conn, unit_codes: set[str], root_id: int | None, corrected: bool) -> 
                                    .where(s.instances.c.id.in_(instance_ids))).all())
     waiting = corrections.waiting_tokens(conn, sorted({r.token_id for rows in items.values() for r in rows
                                                        if r.status == "submitted"})) if corrected else set()
-    return _Known(items, earlier, process_of, waiting)
+    return _Known(items, earlier, process_of, waiting, {})
 
 
 def _check(plan, known: _Known, sub: Submission, as_of, problems: list[str]) -> _Accepted | None:
@@ -194,7 +204,7 @@ def _check(plan, known: _Known, sub: Submission, as_of, problems: list[str]) -> 
                         f"({', '.join(w.element_id for w in open_items)}); name the element")
         return None
     w = open_items[0]
-    element = plan.definition.process(known.process_of[w.instance_id]).element(w.element_id)
+    element = known.element(plan, w)
     late = sub.submitted_at.replace(microsecond=0) > w.due_at
     try:
         total = score_payload(plan.forms[element.form], sub.payload, late)
@@ -209,7 +219,7 @@ def _check(plan, known: _Known, sub: Submission, as_of, problems: list[str]) -> 
 def _correction(plan, known: _Known, unit, sub: Submission, w, problem: str, problems: list[str]):
     """A corrected answer to the answered item ``w``, when its task takes corrections now;
     else the refusal (``problem`` when the task takes none)."""
-    element = plan.definition.process(known.process_of[w.instance_id]).element(w.element_id)
+    element = known.element(plan, w)
     if element.corrections == "none":
         problems.append(problem)
         return None
