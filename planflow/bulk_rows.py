@@ -27,6 +27,7 @@ class _Plan(NamedTuple):
     names: tuple[str, ...]  # the values of a row given, in order
     converters: tuple  # each value's bind processor, or None
     position: tuple[int, ...]  # the values in the order the statement takes them
+    copy: str | None = None  # PostgreSQL, rows no conflict can refuse: COPY ... FROM STDIN instead
 
 
 def insert_rows(conn, table, columns: Sequence[str], rows: Iterable[Sequence], *, ignore: bool = False) -> None:
@@ -38,6 +39,10 @@ def insert_rows(conn, table, columns: Sequence[str], rows: Iterable[Sequence], *
     if plan is None:
         stmt = s.insert_ignore(conn, table) if ignore else table.insert()
         plan = _PLANS[key] = _compile(conn, stmt, columns, columns)
+        if conn.dialect.name == "postgresql" and not ignore:  # COPY: about twice as fast as executemany
+            quote = conn.dialect.identifier_preparer.quote
+            plan = _PLANS[key] = plan._replace(copy=f"COPY {quote(table.name)} ({', '.join(map(quote, columns))}) "
+                                                    "FROM STDIN", position=tuple(range(len(columns))))
     _send(conn, plan, rows)
 
 
@@ -128,7 +133,12 @@ def _send(conn, plan: _Plan, rows: Iterable[Sequence]) -> None:
     if len(columns) != len(names):
         raise ValueError(f"rows of {len(columns)} values for {len(names)} columns ({', '.join(names)})")
     columns = [_convert(f, col) if f is not None else col for f, col in zip(plan.converters, columns)]
-    conn.exec_driver_sql(plan.sql, list(zip(*(columns[i] for i in plan.position))))
+    rows = zip(*(columns[i] for i in plan.position))
+    if plan.copy is None:
+        return conn.exec_driver_sql(plan.sql, list(rows))
+    with conn.connection.driver_connection.cursor() as cursor, cursor.copy(plan.copy) as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def _convert(convert, values: tuple) -> list:
