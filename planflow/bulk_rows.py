@@ -1,20 +1,20 @@
-"""Many rows written in one driver-level ``executemany``: the big writes of a batch (a task's
-work items, the submissions, their audit rows) without SQLAlchemy's per-row work.
+"""Many rows written without SQLAlchemy's per-row work: the big writes of a batch (a task's
+work items, the submissions, their audit rows, the claim of its work items).
 
 A statement is compiled once per dialect, table and columns, by SQLAlchemy, from the store's
 tables (``store.insert_ignore`` for rows a retry could write twice), so its SQL is what
-``conn.execute`` would send. Each value is converted by its column type's own bind processor
-(the same stored form: ``UTCDateTime`` keeps one per moment, JSON is the dialect's
-serializer), column by column, and the rows go to the driver as they are. Rows are written
-in the order given, as ``conn.execute(stmt, [dicts])`` writes them: the same ids.
+``conn.execute`` would send; the rows go in one driver-level ``executemany`` (PostgreSQL: rows
+no conflict can refuse by ``COPY``). Each value is converted by its column type's own bind
+processor (the same stored form: ``UTCDateTime`` keeps one per moment, JSON is the dialect's
+serializer), column by column. Rows are written in the order given, as ``conn.execute(stmt,
+[dicts])`` writes them: the same ids. ``claim_rows`` moves many rows from one status to another
+with their values in one ``UPDATE ... FROM`` per 1000.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Iterable, NamedTuple, Sequence
-
-from sqlalchemy import bindparam, update
 
 from planflow import store as s
 
@@ -43,20 +43,6 @@ def insert_rows(conn, table, columns: Sequence[str], rows: Iterable[Sequence], *
             quote = conn.dialect.identifier_preparer.quote
             plan = _PLANS[key] = plan._replace(copy=f"COPY {quote(table.name)} ({', '.join(map(quote, columns))}) "
                                                     "FROM STDIN", position=tuple(range(len(columns))))
-    _send(conn, plan, rows)
-
-
-def update_rows(conn, table, columns: Sequence[str], key_column: str, rows: Iterable[Sequence]) -> None:
-    """``UPDATE table SET columns WHERE key_column = ?`` for every row (a tuple: the values
-    of ``columns``, then the key; each key once); columns not named keep their values."""
-    columns = tuple(columns)
-    key = ("update", conn.dialect.name, table.name, columns, key_column)
-    plan = _PLANS.get(key)
-    if plan is None:
-        names = tuple(f"_{c}" for c in (*columns, key_column))
-        stmt = (update(table).where(table.c[key_column] == bindparam(names[-1]))
-                .values({c: bindparam(n) for c, n in zip(columns, names)}))
-        plan = _PLANS[key] = _compile(conn, stmt, names, names)
     _send(conn, plan, rows)
 
 
