@@ -299,11 +299,11 @@ def _queue_receipts(conn, plan, accepted: list[_Accepted], as_of) -> None:
 def _detail(details: dict[tuple, dict], a: _Accepted) -> dict:
     """The audit detail of an accepted submission; equal details are one dict."""
     sub = a.submission
-    key = (sub.submitted_at, sub.submitted_at.utcoffset(), a.late, sub.document_number, sub.document_date,
-           sub.actor, sub.entry_reason)
+    at = sub.submitted_at.isoformat()
+    key = (at, a.late, sub.document_number, sub.document_date, sub.actor, sub.entry_reason)  # all it holds
     detail = details.get(key)
     if detail is None:
-        detail = details[key] = {"submitted_at": sub.submitted_at.isoformat(), "late": a.late, **_paper_detail(sub)}
+        detail = details[key] = {"submitted_at": at, "late": a.late, **_paper_detail(sub)}
     return detail
 
 
