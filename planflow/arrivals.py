@@ -28,7 +28,7 @@ from typing import Callable
 
 from sqlalchemy import select, update
 
-from planflow import audit, escalation, timers, tokens, units
+from planflow import audit, bulk_rows, escalation, timers, tokens, units
 from planflow import store as s
 from planflow.deadlines import resolve_due
 from planflow.expressions import evaluate_condition
@@ -77,6 +77,20 @@ def on_service(conn, plan, inst, proc, element, token_id, as_of) -> None:
         audit.record(conn, as_of, inst.id, audit.ENGINE, "step.ready", element.id)
 
 
+_WORK_ITEM_COLUMNS = ("token_id", "instance_id", "element_id", "unit_code", "status", "opened_at", "due_at",
+                      "ladder_step", "next_notice_at")
+
+
+def item_rows(token_id: int, iid: int, element, members, at, due, step: int, next_notice) -> list[tuple]:
+    """A user task's open work items, one per unit (rows for ``open_items``)."""
+    return [(token_id, iid, element.id, u.code, "open", at, due, step, next_notice) for u in members]
+
+
+def open_items(conn, rows: list[tuple]) -> None:
+    """Write ``item_rows`` (one executemany; an item opened before is left as it is)."""
+    bulk_rows.insert_rows(conn, s.work_items, _WORK_ITEM_COLUMNS, rows, ignore=True)
+
+
 def on_user(conn, plan, inst, proc, element, token_id, as_of) -> None:
     members = units.in_collection(plan, element.for_each, inst.scope_unit, as_of)
     due = resolve_due(plan.calendar, element.due, start=as_of)
@@ -85,10 +99,7 @@ def on_user(conn, plan, inst, proc, element, token_id, as_of) -> None:
     if not tokens.claim(conn, token_id, "waiting", as_of, due_at=due):  # its due moment in the same UPDATE
         return
     step, next_notice = escalation.start(plan, element, due, as_of)
-    conn.execute(s.insert_ignore(conn, s.work_items), [
-        dict(token_id=token_id, instance_id=inst.id, element_id=element.id, unit_code=u.code,
-             status="open", opened_at=as_of, due_at=due, ladder_step=step, next_notice_at=next_notice)
-        for u in members])
+    open_items(conn, item_rows(token_id, inst.id, element, members, as_of, due, step, next_notice))
     timers.set_for(conn, plan, element, token_id, due, as_of)
     audit.record(conn, as_of, inst.id, audit.ENGINE, "task.opened", element.id,
                  detail={"units": len(members), "due": due.isoformat()})

@@ -7,14 +7,19 @@ the entries back, for the operator actions' table (``planflow.operator_log``).
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from planflow import bulk_rows
 from planflow import store as s
 
 ENGINE = "engine"  # the actor of the engine's own transitions
 
 _INSERT = s.audit.insert()  # built once: the hot paths write thousands of rows
+_COLUMNS = ("at", "instance_id", "actor", "action", "element_id", "unit_code", "detail")
+_VALUES = itemgetter(*_COLUMNS)
 
 
 def entry(at, instance_id, actor, action, element_id=None, unit_code=None, detail=None) -> dict:
@@ -29,7 +34,9 @@ def record(conn: Connection, at, instance_id, actor, action, element_id=None, un
 
 
 def record_all(conn: Connection, entries: list[dict]) -> None:
-    conn.execute(_INSERT, entries)
+    """Write ``entry`` rows, in order, in one executemany (``bulk_rows``): rows that share a
+    detail (the same dict) have it encoded once."""
+    bulk_rows.insert_rows(conn, s.audit, _COLUMNS, map(_VALUES, entries))
 
 
 def read(conn: Connection, instance_ids: list[int], actions: tuple[str, ...]) -> list:

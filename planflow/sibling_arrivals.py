@@ -34,7 +34,7 @@ from sqlalchemy import bindparam, exists, select, update
 
 from planflow import audit, escalation, timers, tokens, units
 from planflow import store as s
-from planflow.arrivals import ON_ARRIVAL
+from planflow.arrivals import ON_ARRIVAL, item_rows, open_items
 from planflow.deadlines import resolve_due
 
 RUN_LIMIT = 500  # tokens per transaction: bounds how long a writer holds SQLite's lock
@@ -85,9 +85,11 @@ def _passed(element, token_id, iid, at) -> tuple[list[dict], dict]:
 
 
 def _write(conn, emitted: list[dict], audits: list[dict], items=(), timer_rows=()) -> None:
-    for table, rows in ((s.tokens, emitted), (s.work_items, items), (s.timers, timer_rows)):
-        if rows:
-            conn.execute(s.insert_ignore(conn, table), list(rows))
+    if emitted:
+        conn.execute(s.insert_ignore(conn, s.tokens), emitted)
+    open_items(conn, items)
+    if timer_rows:
+        conn.execute(s.insert_ignore(conn, s.timers), list(timer_rows))
     if audits:
         audit.record_all(conn, audits)
 
@@ -139,9 +141,7 @@ def _user_many(conn, plan, insts, element, run) -> bool:
             audits.append(entry)
             continue
         due, (step, next_notice) = memo[at]
-        items += [dict(token_id=token_id, instance_id=iid, element_id=element.id, unit_code=u.code,
-                       status="open", opened_at=at, due_at=due, ladder_step=step, next_notice_at=next_notice)
-                  for u in members]
+        items += item_rows(token_id, iid, element, members, at, due, step, next_notice)
         timer_rows += timers.rows_for(plan, element, token_id, due, at)
         audits.append(audit.entry(at, iid, audit.ENGINE, "task.opened", element.id,
                                   detail={"units": len(members), "due": due.isoformat()}))

@@ -63,6 +63,24 @@ class UTCDateTime(TypeDecorator):
             return stored
         return process
 
+    def result_processor(self, dialect, coltype):
+        """The dialect's conversion (SQLite: from text) and ``process_result_value``, kept per
+        stored value: 10 000 work items read back hold a handful of distinct moments."""
+        convert = super().result_processor(dialect, coltype)
+        seen: dict[object, dt.datetime] = {}
+
+        def process(value):
+            if value is None:
+                return None
+            moment = seen.get(value)
+            if moment is None:
+                moment = convert(value) if convert is not None else self.process_result_value(value, dialect)
+                if len(seen) >= 4096:
+                    seen.clear()
+                seen[value] = moment
+            return moment
+        return process
+
 
 metadata = MetaData()
 

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 
-from planflow import audit, corrections, letters, outbox, tokens
+from planflow import audit, bulk_rows, corrections, letters, outbox, tokens
 from planflow import store as s
 from planflow.model import Element
+from planflow.scores import ScoreError, score_payload  # noqa: F401 - ScoreError: the portal's, through here
 
 
 class SubmissionError(ValueError):
@@ -61,6 +63,20 @@ class _Known(NamedTuple):
     earlier: dict[int, object]
     process_of: dict[int, str]
     waiting: set[int]  # tokens of answered items still waiting on other units (a correction's condition)
+    elements: dict  # (instance, element id) -> the element, looked up once per batch
+
+    def element(self, plan, w) -> Element:
+        """The element (a user task) of the work item ``w``."""
+        key = (w.instance_id, w.element_id)
+        found = self.elements.get(key)
+        if found is None:
+            found = self.elements[key] = plan.definition.process(self.process_of[w.instance_id]).element(w.element_id)
+        return found
+
+
+_SUBMISSION_COLUMNS = ("work_item_id", "unit_code", "submitted_at", "recorded_at", "payload", "total",
+                       "document_number", "document_date", "entered_by", "entry_reason")
+_SUBMISSION_VALUES = itemgetter(*_SUBMISSION_COLUMNS)  # a row of _Accepted.row, in that order
 
 
 class _Accepted(NamedTuple):
@@ -77,9 +93,10 @@ def open_work(db, root_id: int | None = None) -> list:
     with db.connect() as conn:
         q = select(s.work_items.c.id, s.work_items.c.unit_code, s.work_items.c.element_id,
                    s.work_items.c.opened_at, s.work_items.c.due_at).where(s.work_items.c.status == "open")
-        if root_id is not None:
-            q = q.where(s.work_items.c.instance_id.in_(s.tree_ids(conn, root_id)))
-        return conn.execute(q.order_by(s.work_items.c.id)).all()
+        if root_id is None:
+            return conn.execute(q.order_by(s.work_items.c.id)).all()
+        return conn.execute(q.where(s.work_items.c.instance_id.in_(s.IN_TREE)).order_by(s.work_items.c.id),
+                            {"root_id": root_id}).all()
 
 
 class UnitItem(NamedTuple):
@@ -144,10 +161,10 @@ def _takes_corrections(plan) -> bool:
 
 def _known(conn, unit_codes: set[str], root_id: int | None, corrected: bool) -> _Known:
     q = select(s.work_items).where(s.work_items.c.unit_code.in_(sorted(unit_codes)))
-    if root_id is not None:
-        q = q.where(s.work_items.c.instance_id.in_(s.tree_ids(conn, root_id)))
+    if root_id is not None:  # the tree as a subquery: a district plan's 600 instances are not 600 parameters
+        q = q.where(s.work_items.c.instance_id.in_(s.IN_TREE))
     items: dict[str, list] = {}
-    for row in conn.execute(q.order_by(s.work_items.c.id)):
+    for row in conn.execute(q.order_by(s.work_items.c.id), {"root_id": root_id} if root_id is not None else {}):
         items.setdefault(row.unit_code, []).append(row)
     # earlier submissions matter only for work items no longer open (a re-sent answer)
     closed_ids = [r.id for rows in items.values() for r in rows if r.status != "open"]
@@ -159,7 +176,7 @@ def _known(conn, unit_codes: set[str], root_id: int | None, corrected: bool) -> 
                                    .where(s.instances.c.id.in_(instance_ids))).all())
     waiting = corrections.waiting_tokens(conn, sorted({r.token_id for rows in items.values() for r in rows
                                                        if r.status == "submitted"})) if corrected else set()
-    return _Known(items, earlier, process_of, waiting)
+    return _Known(items, earlier, process_of, waiting, {})
 
 
 def _check(plan, known: _Known, sub: Submission, as_of, problems: list[str]) -> _Accepted | None:
@@ -187,7 +204,7 @@ def _check(plan, known: _Known, sub: Submission, as_of, problems: list[str]) -> 
                         f"({', '.join(w.element_id for w in open_items)}); name the element")
         return None
     w = open_items[0]
-    element = plan.definition.process(known.process_of[w.instance_id]).element(w.element_id)
+    element = known.element(plan, w)
     late = sub.submitted_at.replace(microsecond=0) > w.due_at
     try:
         total = score_payload(plan.forms[element.form], sub.payload, late)
@@ -202,7 +219,7 @@ def _check(plan, known: _Known, sub: Submission, as_of, problems: list[str]) -> 
 def _correction(plan, known: _Known, unit, sub: Submission, w, problem: str, problems: list[str]):
     """A corrected answer to the answered item ``w``, when its task takes corrections now;
     else the refusal (``problem`` when the task takes none)."""
-    element = plan.definition.process(known.process_of[w.instance_id]).element(w.element_id)
+    element = known.element(plan, w)
     if element.corrections == "none":
         problems.append(problem)
         return None
@@ -236,35 +253,27 @@ def _no_open_item(known: _Known, unit, sub: Submission, candidates: list) -> str
 
 def _claim(conn, accepted: list[_Accepted]) -> list[_Accepted]:
     """Claim each work item (open -> submitted) before writing anything else, every item of
-    the batch at once; the first submission of an item in the batch wins it. Each won item
-    then gets its time and lateness, and its ladder stops."""
-    ids = [a.item.id for a in accepted]
-    claimed: set[int] = set()
-    for i in range(0, len(ids), 1000):
-        claimed.update(conn.scalars(
-            update(s.work_items).where(s.work_items.c.id.in_(ids[i:i + 1000]), s.work_items.c.status == "open")
-            .values(status="submitted").returning(s.work_items.c.id)))
-    won = []
+    the batch at once, with its time and lateness, its ladder stopped; the first submission
+    of an item in the batch wins it."""
+    first: dict[int, _Accepted] = {}
     for a in accepted:
-        if a.item.id in claimed:
-            claimed.discard(a.item.id)
-            won.append(a)
-    if won:
-        conn.execute(update(s.work_items).where(s.work_items.c.id == bindparam("_wid"))
-                     .values(submitted_at=bindparam("_submitted_at"), late=bindparam("_late"), next_notice_at=None),
-                     [{"_wid": a.item.id, "_submitted_at": a.submission.submitted_at, "_late": a.late} for a in won])
-    return won
+        first.setdefault(a.item.id, a)
+    claimed = bulk_rows.claim_rows(conn, s.work_items, "id", ("open", "submitted"),
+                                   ("submitted_at", "late", "next_notice_at"),
+                                   [(a.item.id, a.submission.submitted_at, a.late, None) for a in first.values()])
+    return [a for a in first.values() if a.item.id in claimed]
 
 
 def _record(conn, plan, won: list[_Accepted], as_of) -> None:
     """The submissions, the answers a task keeps in its instance (``output``), the audit
     rows; then the tasks every unit has answered complete."""
-    conn.execute(s.insert_ignore(conn, s.submissions), [a.row for a in won])
+    bulk_rows.insert_rows(conn, s.submissions, _SUBMISSION_COLUMNS, map(_SUBMISSION_VALUES, (a.row for a in won)),
+                          ignore=True)
     _keep_outputs(conn, won, new_round=True)
+    details: dict[tuple, dict] = {}  # submissions at one moment share their audit detail (encoded once)
     audit.record_all(conn, [audit.entry(
         as_of, a.item.instance_id, a.submission.actor, "task.submitted", a.item.element_id, a.submission.unit,
-        detail={"submitted_at": a.submission.submitted_at.isoformat(), "late": a.late,
-                **_paper_detail(a.submission)}) for a in won])
+        detail=_detail(details, a)) for a in won])
     _queue_receipts(conn, plan, won, as_of)
     tokens.settle(conn, plan, {a.item.token_id for a in won}, as_of)
 
@@ -287,83 +296,18 @@ def _queue_receipts(conn, plan, accepted: list[_Accepted], as_of) -> None:
         late=a.late, total=a.row["total"], receipt=a.submission.receipt, as_of=as_of)], as_of)
 
 
+def _detail(details: dict[tuple, dict], a: _Accepted) -> dict:
+    """The audit detail of an accepted submission; equal details are one dict."""
+    sub = a.submission
+    at = sub.submitted_at.isoformat()
+    key = (at, a.late, sub.document_number, sub.document_date, sub.actor, sub.entry_reason)  # all it holds
+    detail = details.get(key)
+    if detail is None:
+        detail = details[key] = {"submitted_at": at, "late": a.late, **_paper_detail(sub)}
+    return detail
+
+
 def _paper_detail(sub: Submission) -> dict:
     if sub.document_number is None:
         return {}
     return {**sub.paper(), "document_date": sub.document_date.isoformat() if sub.document_date else None}
-
-
-class ScoreError(ValueError):
-    """A score the form does not take; ``code`` is the criterion at fault."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-
-
-def score_payload(form, payload: dict, late: bool) -> float | None:
-    """Check a submission against its form; return the total score (criteria forms).
-
-    Raises ``ValueError`` naming the field at fault, ``ScoreError`` (its ``code``) the criterion.
-    """
-    if form.kind == "fields":
-        _check_fields(form, payload)
-        return None
-    scores = payload.get("scores")
-    if not isinstance(scores, dict):
-        raise ValueError(f"form '{form.id}': a submission needs 'scores' (criterion code -> points)")
-    rows, codes = _criteria(form)
-    unknown = sorted(set(scores) - codes)
-    if unknown:
-        raise ValueError(f"form '{form.id}' has no criterion {', '.join(unknown)}")
-    total = 0.0
-    step = form.step
-    for code, on_time, top, title in rows:
-        if on_time:
-            if code in scores:
-                raise ScoreError(code, f"criterion {code} is scored by the workflow (on-time report), not by the unit")
-            total += 0.0 if late else top
-            continue
-        if code not in scores:
-            raise ScoreError(code, f"criterion {code} ({title}) has no score")
-        value = scores[code]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ScoreError(code, f"criterion {code}: score '{value}' is not a number")
-        if not 0 <= value <= top:
-            raise ScoreError(code, f"criterion {code}: score {value} is outside 0–{top:g}")
-        steps = value / step
-        if abs(steps - round(steps)) > 1e-9:
-            raise ScoreError(code, f"criterion {code}: score {value} is not a multiple of {step:g}")
-        total += value
-    return round(total, 2)
-
-
-def _check_fields(form, payload: dict) -> None:
-    """A fields form (e.g. a review decision): known fields, required ones given, choices kept."""
-    names = {f.name for f in form.fields}
-    unknown = set(payload) - names
-    if unknown:
-        raise ValueError(f"form '{form.id}' has no field {', '.join(sorted(unknown))} "
-                         f"(fields: {', '.join(sorted(names))})")
-    for f in form.fields:
-        value = payload.get(f.name)
-        if f.required and value in (None, ""):
-            raise ValueError(f"form '{form.id}': field '{f.name}' is required")
-        if f.type == "choice" and value is not None and value not in (f.choices or {}):
-            raise ValueError(f"form '{form.id}': field '{f.name}' must be one of "
-                             f"{', '.join(f.choices or {})}, not '{value}'")
-
-
-_CRITERIA: dict[int, tuple] = {}
-
-
-def _criteria(form) -> tuple[tuple, frozenset]:
-    """``form.items`` as (code, scored by the workflow on time, max, title) rows, and its
-    codes, built once per form (a form is immutable)."""
-    cached = _CRITERIA.get(id(form))
-    if cached is None or cached[0] is not form:
-        items = form.items
-        rows = tuple((code, item.auto_from_workflow == "on_time", item.max, item.title)
-                     for code, item in items.items())
-        cached = _CRITERIA[id(form)] = (form, rows, frozenset(items))
-    return cached[1], cached[2]
