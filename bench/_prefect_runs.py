@@ -64,16 +64,12 @@ class Runs:
         sent no heartbeat before its worker died — Pending (``PENDING_S``) or Running (``SILENT_S``)
         with no flow-run process of it left on this machine — after the bench sets it Crashed.
         Otherwise a run that did not complete is an error, named with its state's message."""
-        deadline = time.monotonic() + timeout
-        orphan_since = None
+        deadline, orphans = time.monotonic() + timeout, {}
         while time.monotonic() < deadline:
             run = await self.client.read_flow_run(run_id)
             kind = run.state.type.value if run.state else "SCHEDULED"
-            orphan = kind in ("PENDING", "RUNNING") and self.after_kill and str(run.id) not in live_runs()
-            orphan_since = (orphan_since or time.monotonic()) if orphan else None
-            wait_s = self.PENDING_S if kind == "PENDING" else self.SILENT_S
-            if self.after_kill and (kind == "CRASHED" or (orphan_since and time.monotonic() - orphan_since > wait_s)):
-                run_id, orphan_since = await self._replace(run), None
+            if self.after_kill and (kind == "CRASHED" or self._orphaned(run, orphans)):
+                run_id = await self._replace(run)
             elif kind in self.TERMINAL:
                 if kind != "COMPLETED":
                     raise RuntimeError(f"flow run {run.name} ({run_id}): {kind} {run.state.message}")
@@ -96,15 +92,22 @@ class Runs:
         """After a kill, a run of a deployment nobody waits for (an automation started it) that the
         dead worker held — no live process carries it, Pending ``PENDING_S`` or Running ``SILENT_S`` —
         is replaced as :meth:`finished` replaces one. ``orphans``: run id -> when first seen so."""
-        live, now = live_runs(), time.monotonic()
         for r in open_runs:
-            kind = r.state.type.value if r.state else "SCHEDULED"
-            if kind not in ("PENDING", "RUNNING") or str(r.id) in live or r.deployment_id is None:
-                orphans.pop(r.id, None)
-                continue
-            if now - orphans.setdefault(r.id, now) > (self.PENDING_S if kind == "PENDING" else self.SILENT_S):
+            if r.deployment_id is not None and self._orphaned(r, orphans):
                 await self._replace(r)
-                orphans.pop(r.id)
+
+    def _orphaned(self, run, orphans: dict) -> bool:
+        """Has ``run`` been Pending ``PENDING_S`` or Running ``SILENT_S`` with no live process
+        carrying it? ``orphans``: run id -> when first seen so (updated; forgotten once answered)."""
+        kind = run.state.type.value if run.state else "SCHEDULED"
+        if kind not in ("PENDING", "RUNNING") or str(run.id) in live_runs():
+            orphans.pop(run.id, None)
+            return False
+        now = time.monotonic()
+        if now - orphans.setdefault(run.id, now) > (self.PENDING_S if kind == "PENDING" else self.SILENT_S):
+            orphans.pop(run.id)
+            return True
+        return False
 
     async def settled(self, quiet_s: float = 6.0, timeout: float = 300) -> list:
         """Every flow run over and no new one for ``quiet_s`` (automations fire a little after their

@@ -100,6 +100,11 @@ def _latest_round(conn, root_id: int | None, directory) -> tuple[object, Path] |
     return report, _folder(conn, root_id, Path(directory), report.data["round"])
 
 
+def _complete(folder: Path) -> bool:
+    """Are a round's documents written (its DOCX and XLSX; the PDF only where LibreOffice is)?"""
+    return (folder / DOCX).is_file() and (folder / XLSX).is_file()
+
+
 def _found(folder: Path, round_: int) -> Documents | None:
     """The documents already in a round's folder."""
     files = [folder / n for n in (DOCX, PDF, XLSX) if (folder / n).is_file()]
@@ -125,7 +130,7 @@ def write_latest(engine, root_id: int | None, directory: str | os.PathLike) -> D
         if found is None:
             return None
         report, folder = found
-        if (folder / DOCX).is_file() and (folder / XLSX).is_file():
+        if _complete(folder):
             return _found(folder, report.data["round"])
         files, note = build(engine.plan, conn, report)
     ordered = {n: files[n] for n in (DOCX, PDF, XLSX) if n in files}
@@ -164,10 +169,10 @@ def _written(conn, report, directory) -> dict[str, bytes] | None:
     found = _latest_round(conn, report.instance_id, directory)
     if found is None or found[0].id != report.id:
         return None
-    folder = found[1]
-    if not ((folder / DOCX).is_file() and (folder / XLSX).is_file()):
+    report, folder = found
+    if not _complete(folder):
         return None
-    return {n: (folder / n).read_bytes() for n in (DOCX, PDF, XLSX) if (folder / n).is_file()}
+    return {p.name: p.read_bytes() for p in _found(folder, report.data["round"]).files}
 
 
 def attachments_for(plan, db, row, cache: dict | None = None,
