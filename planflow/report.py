@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from planflow import store as s
 from planflow import audit
 from planflow.deadlines import cycle_start
+from planflow.notifications.render import compiled_templates
 from planflow.notifications.vn_format import MISSING, short_datetime, vn_date, vn_number
 from planflow.registry_sources import PROVINCE_WORD
 from planflow.status_words import report_status
@@ -36,7 +37,8 @@ def _environment(template_dir) -> jinja2.Environment:
     search = [str(template_dir)] if template_dir is not None else []
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader([*search, str(PACKAGE_TEMPLATES)], encoding="utf-8"),
-        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, autoescape=False)
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, autoescape=False,
+        bytecode_cache=compiled_templates("report"))
     env.filters["score"] = lambda v: vn_number(v, digits=None)
     env.filters["when"] = jinja2.pass_context(lambda ctx, v: moment(v, ctx["report_tz"]))
     env.filters["status_vi"] = report_status

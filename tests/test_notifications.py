@@ -15,6 +15,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from tests.smtp import Mailbox, free_port
+from planflow.notifications.render import compiled_templates
 from planflow.notifications import (
     KINDS,
     SAMPLE_CONTEXTS,
@@ -247,6 +248,26 @@ def test_template_dir_overrides_only_the_files_it_has(tmp_path):
     assert check_template("reminder", template_dir=tmp_path) == []
     with pytest.raises(TemplateError, match="not a directory"):
         render("reminder", sample("reminder"), template_dir=tmp_path / "missing")
+
+
+def test_templates_compiled_by_another_process_are_reused_and_an_edit_is_seen(tmp_path):
+    """A worker's flow runs are each a new process: the compiled templates are kept on disk
+    for the next one, and a template edited since is compiled afresh, not served stale."""
+    template = tmp_path / "reminder.subject.j2"
+    template.write_text("Nhắc việc: {{ unit.name }}\n", encoding="utf-8")
+    run = [sys.executable, "-c", "import sys; from planflow.notifications import render; "
+           "from planflow.notifications._samples import SAMPLE_CONTEXTS as S; "
+           "print(render('reminder', S['reminder'], template_dir=sys.argv[1]).subject)", str(tmp_path)]
+    first = subprocess.run(run, capture_output=True, text=True, check=True).stdout
+    cache = Path(compiled_templates("letters").directory)
+    kept = {p.name: p.stat().st_mtime_ns for p in cache.glob("__planflow-letters-*.cache")}
+    assert first.strip() == "Nhắc việc: UBND huyện Thanh Miện" and kept
+    again = subprocess.run(run, capture_output=True, text=True, check=True).stdout
+    assert again == first
+    assert {p.name: p.stat().st_mtime_ns for p in cache.glob("__planflow-letters-*.cache") if p.name in kept} == kept
+    template.write_text("Đề nghị báo cáo: {{ unit.name }}\n", encoding="utf-8")
+    edited = subprocess.run(run, capture_output=True, text=True, check=True).stdout
+    assert edited.strip() == "Đề nghị báo cáo: UBND huyện Thanh Miện"
 
 
 # --- e-mail --------------------------------------------------------------------------
