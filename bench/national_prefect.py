@@ -16,7 +16,8 @@ worker start --pool planflow`` twice. Plans are generated as ``bench/national.py
 The plan year of each plan, all plans at once (``Year``): the replay clock is set to the plan's start
 and ``plan-cycle`` runs (as its schedule would): dissemination. Every unit but one in twenty reports
 (through the portal's path: ``Engine.submit``), and one ``planflow.unit.submitted`` event is emitted
-for the round, whose automation starts ``advance``. The clock then goes to the plan's next deadlines
+for the round, whose automation starts ``advance`` (at once: the bench sets ``PLANFLOW_ADVANCE_AFTER``
+to 0 unless it is set, as one event per round is no burst to gather; printed as ``advance_after_s``). The clock then goes to the plan's next deadlines
 and ``deadline-sweep`` runs there (``--sweeps``, as the daily schedule would): reminders, escalations,
 whose ``planflow.unit.overdue`` events start ``deliver-outbox``. The late units report, then the
 review's approval: each round an event and its ``advance`` — aggregation, the review request, the
@@ -284,7 +285,7 @@ def run(args) -> dict:
     from planflow import load_plan, load_scenario
 
     out: dict = {"year": YEAR, "workers": args.workers, "worker_limit": args.worker_limit, "sweeps": args.sweeps,
-                 "pdf": not args.no_pdf}
+                 "pdf": not args.no_pdf, "advance_after_s": float(os.environ.get("PLANFLOW_ADVANCE_AFTER", "0"))}
     with tempfile.TemporaryDirectory(prefix="planflow-national-prefect-") as tmp:
         tmp = Path(tmp)
         (tmp / "definitions").mkdir()
