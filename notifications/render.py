@@ -74,6 +74,7 @@ from jinja2 import meta, nodes
 
 from ._filters import FILTERS
 from ._samples import SAMPLE_CONTEXTS
+from .template_cache import compiled_templates
 
 __all__ = [
     "KINDS",
@@ -153,21 +154,6 @@ def _require_kind(kind: str) -> None:
         )
 
 
-@functools.lru_cache(maxsize=4)
-def compiled_templates(environment: str) -> jinja2.BytecodeCache | None:
-    """Templates compiled once per machine, not once per process: every flow run of a worker is
-    a new process, which compiled the letters' templates again (≈ 0.25 s a run). Jinja's own
-    ``FileSystemBytecodeCache`` in a folder of the user's own under the temporary directory
-    (made 0700 and checked by Jinja); an entry is used only for the same template file with the
-    same source and the same Python, so an edited template is compiled afresh; ``environment``
-    names the Jinja environment (its options shape the code), kept apart in the file names. None
-    when no such folder can be had: then each process compiles, as before."""
-    try:
-        return jinja2.FileSystemBytecodeCache(pattern=f"__planflow-{environment}-%s.cache")
-    except (RuntimeError, OSError):
-        return None
-
-
 @functools.lru_cache(maxsize=32)
 def _environment_for(template_dir: str | None) -> jinja2.Environment:
     search = [str(PACKAGE_TEMPLATE_DIR)]
@@ -177,9 +163,7 @@ def _environment_for(template_dir: str | None) -> jinja2.Environment:
         loader=jinja2.FileSystemLoader(search, encoding="utf-8"),
         bytecode_cache=compiled_templates("letters"),
         undefined=jinja2.StrictUndefined,
-        autoescape=jinja2.select_autoescape(
-            enabled_extensions=("html.j2",), default_for_string=False, default=False
-        ),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default_for_string=False, default=False),
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,

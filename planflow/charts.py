@@ -1,4 +1,4 @@
-"""A picture of progress (issue 10): two charts drawn from the store, as PNG images.
+"""A picture of progress (issue 10): two charts drawn from the store, as SVG.
 
 * reports received over time: per tier (sở/ban/ngành, UBND cấp huyện, UBND cấp xã) the
   number of units that sent their self-evaluation, day by day (Vietnam time), against the
@@ -6,42 +6,33 @@
 * classifications: per tier, how many units are in each of the plan's bands (read from
   its criteria form), "không đủ điều kiện xếp loại" and "chưa báo cáo".
 
-``charts_markdown`` embeds both in Markdown (``data:`` URIs) for a Prefect artifact;
-``chart_pngs`` / ``write_pngs`` give the images themselves (next to the report documents).
-Rendered with matplotlib's Agg canvas, no pyplot (no global state, safe in threads);
-DejaVu Sans, which ships with matplotlib, has every Vietnamese diacritic.
+``charts_markdown`` embeds both in Markdown (``data:image/svg+xml`` URIs, as the process
+diagram's artifact does) for a Prefect artifact; ``chart_svgs`` gives the drawings,
+``chart_pngs`` / ``write_pngs`` the same as PNG images 1000 px wide (librsvg), e.g. next to
+the report documents. Drawn by ``planflow.chart_svg`` (why SVG: its docstring).
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import io
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from matplotlib import colormaps
-from matplotlib import dates as mdates
-from matplotlib.colors import to_hex
-from matplotlib.ticker import MaxNLocator
 from sqlalchemy import select
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 
+from planflow import chart_svg as draw
 from planflow import store as s
 from planflow.aggregation import GROUP_NAMES, GROUP_ORDER, group_of, unit_results
+from planflow.bpmn.state_markdown import data_uri
 from planflow.progress import units_asked
 
 NOT_REPORTED = "Chưa báo cáo"
 RECEIVED_TITLE = "Báo cáo tự đánh giá nhận được theo ngày"
 CLASSES_TITLE = "Kết quả xếp loại theo cấp"
 FILES = {"received": "bieu-do-bao-cao-nhan-duoc.png", "classes": "bieu-do-xep-loai.png"}
-_WIDTH_IN, _HEIGHT_IN, _DPI = 10.0, 3.4, 100  # 1000 x 340 px: the width of the Prefect UI
 _TIER_COLORS = {"department": "#1f77b4", "district": "#ff7f0e", "commune": "#2ca02c"}
 _GREY, _LIGHT, _DUE = "#636363", "#d9d9d9", "#d62728"
-_RED_TO_GREEN = colormaps["RdYlGn"]
 
 
 @dataclass
@@ -93,13 +84,6 @@ def closed_at(conn, tree: list[int]) -> dict[str, dt.datetime]:
                s.tokens.c.completed_at.is_not(None))).all())
 
 
-def _png(fig: Figure) -> bytes:
-    out = io.BytesIO()
-    FigureCanvasAgg(fig)
-    fig.savefig(out, format="png", dpi=_DPI, metadata={"Software": None}, pil_kwargs={"optimize": True})
-    return out.getvalue()
-
-
 def _day_range(tiers: list[Tier]) -> tuple[dt.date, dt.date]:
     """From a few days before the first report or due day to a few days after the last."""
     days = [d for t in tiers for d in [*t.received, *t.due]]
@@ -121,83 +105,97 @@ def _cumulative(days: list[dt.date], start: dt.date, end: dt.date) -> tuple[list
     return [*xs, day], [*ys, total]  # the last day drawn a day wide
 
 
-def received_png(tiers: list[Tier], as_of: dt.date) -> bytes:
+_ASKED = {"stroke": _GREY, "stroke_width": 1, "stroke_dasharray": "5,3"}
+_DUE_LINE = {"stroke": _DUE, "stroke_width": 1.5, "stroke_dasharray": "1.5,3"}
+
+
+def _steps(p: draw.Panel, xs: list[dt.date], ys: list[int]) -> str:
+    """The path of a running count drawn in steps: each day's count held until the next day
+    (cut at the panel's right edge)."""
+    days = [min(x.toordinal(), p.x_range[1]) for x in xs]
+    path = [f"M{draw.num(p.px(days[0]))},{draw.num(p.py(ys[0]))}"]
+    for x, before, y in zip(days[1:], ys, ys[1:]):
+        path += [f"L{draw.num(p.px(x))},{draw.num(p.py(before))}", f"L{draw.num(p.px(x))},{draw.num(p.py(y))}"]
+    return " ".join(path)
+
+
+def received_svg(tiers: list[Tier], as_of: dt.date) -> str:
     """Reports received per tier, day by day, against the number asked and the due date."""
     start, end = _day_range(tiers)
-    fig = Figure(figsize=(_WIDTH_IN, _HEIGHT_IN), layout="constrained")
-    axes = fig.subplots(1, len(tiers), sharex=True, squeeze=False)[0]
-    for ax, tier in zip(axes, tiers):
-        xs, ys = _cumulative(tier.received, start, min(end, max(as_of, start)))
-        ax.step(xs, ys, where="post", color=_TIER_COLORS[tier.key], linewidth=2)
-        ax.axhline(tier.asked, color=_GREY, linestyle="--", linewidth=1)
+    svg = draw.page(f"{RECEIVED_TITLE} (đến {as_of:%d/%m/%Y})")
+    ticks = draw.day_ticks(start, end)
+    for (x, y, w, h), tier in zip(draw.panels(len(tiers), 66, 14, 54, 64, 50), tiers):
+        p = draw.Panel(x, y, w, h, (start.toordinal(), end.toordinal()), (0, tier.asked * 1.12))
+        draw.x_axis(svg, p, [(d.toordinal(), f"{d:%d/%m}") for d in ticks])
+        draw.y_axis(svg, p, [(v, str(v)) for v in draw.value_ticks(tier.asked * 1.12)])
+        draw.el(svg, "line", x1=p.x, y1=p.py(tier.asked), x2=p.x + p.w, y2=p.py(tier.asked), **_ASKED)
         for due in sorted(tier.due):
-            ax.axvline(due, color=_DUE, linestyle=":", linewidth=1.5)
+            if start <= due <= end:
+                draw.el(svg, "line", x1=p.px(due.toordinal()), y1=p.y, x2=p.px(due.toordinal()), y2=p.y + p.h, **_DUE_LINE)
+        xs, ys = _cumulative(tier.received, start, min(end, max(as_of, start)))
+        draw.el(svg, "path", d=_steps(p, xs, ys), fill="none", stroke=_TIER_COLORS[tier.key], stroke_width=2,
+                stroke_linejoin="miter")
         dues = ", ".join(f"{d:%d/%m}" for d in sorted(tier.due)) or "—"
-        ax.set_title(f"{tier.name}: {len(tier.received)}/{tier.asked} (hạn {dues})", fontsize=10)
-        ax.set_ylim(0, tier.asked * 1.12)
-        ax.set_xlim(start, end)
-        ax.xaxis.set_major_locator(mdates.AutoDateLocator(maxticks=5))
-        ax.xaxis.set_major_formatter(mdates.DateFormatter("%d/%m"))
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.tick_params(labelsize=9)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("Số đơn vị", fontsize=9)
-    fig.legend(handles=[Line2D([], [], color=_GREY, linewidth=2, label="Số đơn vị đã báo cáo (cộng dồn)"),
-                        Line2D([], [], color=_GREY, linestyle="--", label="Số đơn vị phải báo cáo"),
-                        Line2D([], [], color=_DUE, linestyle=":", linewidth=1.5, label="Hạn báo cáo")],
-               loc="outside lower center", ncols=3, fontsize=9, frameon=False)
-    fig.suptitle(f"{RECEIVED_TITLE} (đến {as_of:%d/%m/%Y})", fontsize=11)
-    return _png(fig)
+        draw.frame(svg, p, f"{tier.name}: {len(tier.received)}/{tier.asked} (hạn {dues})")
+    draw.vertical_text(svg, "Số đơn vị", 16, 54 + (draw.HEIGHT - 54 - 64) / 2)
+    draw.legend(svg, [({"stroke": _GREY, "stroke_width": 2}, "Số đơn vị đã báo cáo (cộng dồn)"),
+                      (_ASKED, "Số đơn vị phải báo cáo"), (_DUE_LINE, "Hạn báo cáo")], draw.HEIGHT - 16)
+    return draw.document(svg)
 
 
 def _class_colors(labels: list[str]) -> list[str]:
     """Best band first, green to red; then "không đủ điều kiện" dark grey, "chưa báo cáo" light."""
-    bands = labels[:-2]
-    step = 0.8 / max(len(bands) - 1, 1)
-    return [to_hex(_RED_TO_GREEN(0.9 - i * step)) for i in range(len(bands))] + [_GREY, _LIGHT]
+    return [*draw.band_colors(len(labels) - 2), _GREY, _LIGHT]
 
 
-def classes_png(tiers: list[Tier], as_of: dt.date) -> bytes:
+def classes_svg(tiers: list[Tier], as_of: dt.date) -> str:
     """Units per class in each tier: one panel of horizontal bars per tier, counts written."""
     labels = list(tiers[0].classes)
     colors = _class_colors(labels)
-    fig = Figure(figsize=(_WIDTH_IN, _HEIGHT_IN), layout="constrained")
-    axes = fig.subplots(1, len(tiers), sharey=True, squeeze=False)[0]
+    names = [textwrap.fill(label, 16) for label in labels]
+    left = 14 + max(draw.text_width(line, draw.TICK) for name in names for line in name.split("\n"))
+    svg = draw.page(f"{CLASSES_TITLE} (đến {as_of:%d/%m/%Y})")
     rows = list(range(len(labels)))[::-1]  # the best band on top
-    for ax, tier in zip(axes, tiers):
+    for i, ((x, y, w, h), tier) in enumerate(zip(draw.panels(len(tiers), left, 14, 54, 36, 14), tiers)):
         counts = [tier.classes[label] for label in labels]
-        ax.barh(rows, counts, color=colors, edgecolor="#444444", linewidth=0.5)
-        for y, n in zip(rows, counts):
-            ax.text(n + max(max(counts), 1) * 0.02, y, str(n), va="center", fontsize=9)
-        ax.set_xlim(0, max(max(counts), 1) * 1.2)
-        ax.set_title(f"{tier.name} ({tier.asked} đơn vị)", fontsize=10)
-        ax.tick_params(labelsize=9)
-        ax.grid(axis="x", alpha=0.3)
-    axes[0].set_yticks(rows, [textwrap.fill(label, 16) for label in labels])
-    fig.suptitle(f"{CLASSES_TITLE} (đến {as_of:%d/%m/%Y})", fontsize=11)
-    return _png(fig)
+        top = max(max(counts), 1) * 1.2
+        p = draw.Panel(x, y, w, h, (0, top), (-0.6, len(labels) - 0.4))
+        draw.x_axis(svg, p, [(v, str(v)) for v in draw.value_ticks(top, 6)])
+        draw.y_axis(svg, p, [(row, name if i == 0 else "") for row, name in zip(rows, names)], grid=False)
+        for row, n, color in zip(rows, counts, colors):
+            draw.el(svg, "rect", x=p.px(0), y=p.py(row + 0.4), width=max(p.px(n) - p.px(0), 0), height=p.py(row - 0.4) - p.py(row + 0.4),
+                    fill=color, stroke="#444444", stroke_width=0.5)
+            draw.el(svg, "text", str(n), x=p.px(n + top / 1.2 * 0.02), y=p.py(row) + draw.TICK * 0.35,
+                    font_size=draw.TICK, fill=draw.INK)
+        draw.frame(svg, p, f"{tier.name} ({tier.asked} đơn vị)")
+    return draw.document(svg)
 
 
-def chart_pngs(engine, root_id: int, as_of: dt.datetime) -> dict[str, bytes]:
-    """The two charts at ``as_of`` as PNG bytes, by file name (``FILES``); empty while no
-    unit has reported yet (nothing to draw)."""
+def chart_svgs(engine, root_id: int, as_of: dt.datetime) -> dict[str, str]:
+    """The two charts at ``as_of`` as SVG documents, by title; empty while no unit has
+    reported yet (nothing to draw)."""
     tiers = tiers_at(engine, root_id, as_of)
     if not any(t.received for t in tiers):
         return {}
     day = as_of.astimezone(engine.plan.calendar.tz).date()
-    return {FILES["received"]: received_png(tiers, day), FILES["classes"]: classes_png(tiers, day)}
+    return {RECEIVED_TITLE: received_svg(tiers, day), CLASSES_TITLE: classes_svg(tiers, day)}
+
+
+def chart_pngs(engine, root_id: int, as_of: dt.datetime) -> dict[str, bytes]:
+    """The two charts as PNG, 1000 px wide, by file name (``FILES``); empty while nothing to draw."""
+    from planflow.bpmn.diagram import svg_to_png
+
+    names = {RECEIVED_TITLE: FILES["received"], CLASSES_TITLE: FILES["classes"]}
+    return {names[title]: svg_to_png(svg, width=draw.WIDTH) for title, svg in chart_svgs(engine, root_id, as_of).items()}
 
 
 def charts_markdown(engine, root_id: int, as_of: dt.datetime) -> str | None:
-    """Both charts embedded in Markdown (``data:image/png;base64``), or None when there is
+    """Both charts embedded in Markdown (``data:image/svg+xml;base64``), or None when there is
     nothing to draw yet."""
-    pngs = chart_pngs(engine, root_id, as_of)
-    if not pngs:
+    svgs = chart_svgs(engine, root_id, as_of)
+    if not svgs:
         return None
-    titles = {FILES["received"]: RECEIVED_TITLE, FILES["classes"]: CLASSES_TITLE}
-    parts = [f"### {titles[name]}\n\n![{titles[name]}](data:image/png;base64,{base64.b64encode(data).decode()})\n"
-             for name, data in pngs.items()]
-    return "\n".join(parts)
+    return "\n".join(f"### {title}\n\n![{title}]({data_uri(svg)})\n" for title, svg in svgs.items())
 
 
 def write_pngs(engine, root_id: int, as_of: dt.datetime, folder: Path) -> list[Path]:

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from planflow import store as s
 from planflow import audit
 from planflow.deadlines import cycle_start
-from planflow.notifications.render import compiled_templates
+from planflow.notifications.template_cache import compiled_templates
 from planflow.notifications.vn_format import MISSING, short_datetime, vn_date, vn_number
 from planflow.registry_sources import PROVINCE_WORD
 from planflow.status_words import report_status

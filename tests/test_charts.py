@@ -1,7 +1,8 @@
 """A picture of progress and the review quoted in the report (issue 10).
 
 The shipped plan and scenario run on the engine alone (as tests/test_documents.py runs them):
-the charts are PNG images the width of the Prefect UI, drawn from the store's counts; the
+the charts are SVG drawings the width of the Prefect UI (and PNG images for files), drawn from
+the store's counts; the
 report people read after Ban Dân vận's review says who decided, when, what and why, every round.
 The images are kept under test-output/charts/: look at them.
 """
@@ -11,25 +12,38 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-import io
 import re
 from types import SimpleNamespace
 
 import pytest
+from lxml import etree
 from PIL import Image
 from sqlalchemy import select
 
 from planflow import Engine, load_scenario, store
 from planflow.aggregation import GROUP_NAMES, group_of
-from planflow.charts import FILES, NOT_REPORTED, chart_pngs, charts_markdown, tiers_at, write_pngs
-from planflow.report import latest_markdown, latest_report, review_markdown, reviewer_name, reviews
+from planflow.charts import (
+    FILES,
+    NOT_REPORTED,
+    chart_pngs,
+    charts_markdown,
+    tiers_at,
+    write_pngs,
+)
+from planflow.report import (
+    latest_markdown,
+    latest_report,
+    review_markdown,
+    reviewer_name,
+    reviews,
+)
 from planflow.simulation import EngineActions, first_start, run_year
 from tests.conftest import REPO, SCENARIO
 
 KEY = "hai-duong-dan-van-2022/2022/charts"
 SHOTS = REPO / "test-output" / "charts"
 VN = dt.timezone(dt.timedelta(hours=7))
-DATA_URI = re.compile(r"!\[([^\]]+)\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)")
+DATA_URI = re.compile(r"!\[([^\]]+)\]\(data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)\)")
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +58,17 @@ def year(plan, tmp_path_factory):
                            end=engine.instance(root).ended_at)
 
 
-def _images(markdown: str) -> dict[str, Image.Image]:
+def _drawings(markdown: str) -> dict[str, etree._Element]:
     out = {}
     for title, data in DATA_URI.findall(markdown):
         raw = base64.b64decode(data)
         assert len(raw) < 60_000, f"{title}: {len(raw)} bytes"
-        out[title] = Image.open(io.BytesIO(raw))
+        out[title] = etree.fromstring(raw)
     return out
+
+
+def _words(svg: etree._Element) -> list[str]:
+    return ["".join(t.itertext()) for t in svg.iter("{http://www.w3.org/2000/svg}text")]
 
 
 def _received_in_store(engine, root, as_of) -> dict[str, int]:
@@ -70,17 +88,34 @@ def _received_in_store(engine, root, as_of) -> dict[str, int]:
     return out
 
 
-def test_the_charts_are_pngs_the_width_of_the_prefect_ui(year):
+def test_the_charts_are_drawings_the_width_of_the_prefect_ui_and_say_the_store_s_counts(year):
     markdown = charts_markdown(year.engine, year.root, year.end)
-    images = _images(markdown)
-    assert list(images) == ["Báo cáo tự đánh giá nhận được theo ngày", "Kết quả xếp loại theo cấp"]
-    for image in images.values():
-        assert image.format == "PNG" and image.width == 1000 and 250 <= image.height <= 450
-        assert len(image.convert("RGB").getcolors(maxcolors=1_000_000)) > 20  # something is drawn, in colour
+    drawings = _drawings(markdown)
+    assert list(drawings) == ["Báo cáo tự đánh giá nhận được theo ngày", "Kết quả xếp loại theo cấp"]
+    for svg in drawings.values():
+        assert svg.get("width") == "1000" and 250 <= float(svg.get("height")) <= 450
+    received, classes = (_words(svg) for svg in drawings.values())
+    tiers = tiers_at(year.engine, year.root, year.end)
+    for tier in tiers:  # each panel's title: its counts and due days, in Vietnam time
+        dues = ", ".join(f"{d:%d/%m}" for d in sorted(tier.due))
+        assert f"{tier.name}: {len(tier.received)}/{tier.asked} (hạn {dues})" in received
+        assert f"{tier.name} ({tier.asked} đơn vị)" in classes
+    assert received[0] == f"Báo cáo tự đánh giá nhận được theo ngày (đến {year.end.astimezone(VN):%d/%m/%Y})"
+    assert "Số đơn vị đã báo cáo (cộng dồn)" in received and "Hạn báo cáo" in received
+    communes = next(t for t in tiers if t.key == "commune")
+    assert str(communes.classes["Khá"]) in classes  # a bar's count
+    lines = [s.text for s in drawings["Kết quả xếp loại theo cấp"].iter("{http://www.w3.org/2000/svg}tspan")]
+    assert ["Không đủ điều", "kiện xếp loại"] == lines[lines.index("Không đủ điều"):][:2]  # a label wrapped
+
+
+def test_the_charts_as_png_files(year):
     SHOTS.mkdir(parents=True, exist_ok=True)
     written = write_pngs(year.engine, year.root, year.end, SHOTS)
     assert sorted(p.name for p in written) == sorted(FILES.values())
-    assert all(p.stat().st_size > 10_000 for p in written)
+    for path in written:
+        image = Image.open(path)
+        assert image.format == "PNG" and image.width == 1000 and 250 <= image.height <= 450
+        assert len(image.convert("RGB").getcolors(maxcolors=1_000_000)) > 20  # something is drawn, in colour
 
 
 def test_the_counts_drawn_are_the_store_s_and_the_report_s(year):

@@ -15,7 +15,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from tests.smtp import Mailbox, free_port
-from planflow.notifications.render import compiled_templates
+from planflow.notifications.template_cache import compiled_templates
 from planflow.notifications import (
     KINDS,
     SAMPLE_CONTEXTS,
