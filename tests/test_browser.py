@@ -682,6 +682,16 @@ def test_operator_runs_the_plan_from_the_prefect_ui(served, tmp_path):
             expect(page.get_by_text("Có đơn vị quá hạn").first).to_be_visible()
             _shot(page, "9c-diagram-artifact")
 
+            # the charts of progress, drawn as SVG: both pictures shown, their words readable
+            found = server.post("/artifacts/filter", {"artifacts": {"key": {"any_": [
+                "hai-duong-dan-van-2022-2022-charts"]}}, "sort": "CREATED_DESC", "limit": 1})
+            assert found, "no charts artifact"
+            page.goto(f"{server.base}/artifacts/artifact/{found[0]['id']}")
+            charts = page.locator('img[src^="data:image/svg+xml"]')
+            expect(charts.nth(1)).to_be_visible()
+            assert charts.evaluate_all("cs => cs.map(c => c.complete && c.naturalWidth)") == [1000, 1000]
+            _shot(page, "9d-charts-artifact")
+
             # Ban Dân vận's decision, with its reviewer: the closings of 19/12 bring the report
             _replay_clock(served, "2022-12-19", "08:00")
             closing = server.wait_run(_deployment_run(served, f"daily-deadline-sweep/{PLAN_ID}"), 150)
