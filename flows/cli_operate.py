@@ -195,7 +195,7 @@ def sweep(
         fail(ValueError(f"--as-of '{as_of}' is not an ISO 8601 datetime"))
     if when.tzinfo is None:
         fail(ValueError(f"--as-of '{as_of}' needs a UTC offset, e.g. +07:00"))
-    from planflow import load_plan
+    from planflow.plan_cache import cached_plan
 
     url = db_url(db)
     paths = definition or sorted(Path("definitions").glob("*.yaml"))
@@ -205,7 +205,7 @@ def sweep(
     plans = []
     for path in paths:  # every definition and the store checked before anything is swept
         try:
-            plans.append(load_plan(path))
+            plans.append(cached_plan(path))  # the plans the sweep then runs on, loaded once
         except user_errors() as exc:
             fail(exc)
     existing_store(url)

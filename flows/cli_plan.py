@@ -80,13 +80,14 @@ def simulate(
 ) -> None:
     """Run a whole plan year in simulated time through Prefect (its own API server, unless
     PREFECT_API_URL names one)."""
-    from planflow import load_plan, load_scenario
+    from planflow import load_scenario
     from planflow.flows.runtime import ServerError, own_api_server, prefect_defaults, private_prefect_home
+    from planflow.plan_cache import cached_plan
     from planflow.scenario import default_scenario
     from planflow.simulation import SimulationStuck
 
     try:  # refuse a broken plan or scenario before anything is written
-        plan = load_plan(definition, year)
+        plan = cached_plan(definition, year)  # the plan the simulation then runs on, loaded once
         load_scenario(scenario or default_scenario(plan), plan)
     except user_errors() as exc:
         fail(exc)

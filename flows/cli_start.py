@@ -82,12 +82,13 @@ def start(
 ) -> None:
     """Start the plan's instance of its year (once) and run what is ready, as the plan-cycle
     deployment does: the plan goes to its recipients, each district's directive to its communes."""
-    from planflow import connect, load_plan
+    from planflow import connect
+    from planflow.plan_cache import cached_plan
 
     when = _moment(as_of)
     url = db_url(db)
-    try:  # a broken plan or store is refused before anything runs
-        plan = load_plan(definition, year or (when.year if when is not None else None))
+    try:  # a broken plan or store is refused before anything runs (the plan kept: the flow runs on it)
+        plan = cached_plan(definition, year or (when.year if when is not None else None))
         if when is None:
             _live_year_or_fail(plan)
         connect(url)

@@ -17,8 +17,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from planflow import load_plan, load_scenario, outbox
+from planflow import load_scenario, outbox
 from planflow.documents import documents_dir, export, write_latest
+from planflow.plan_cache import cached_plan
 from planflow.report import latest_markdown
 from planflow.scenario import default_scenario
 from planflow.simulation import first_start, run_year
@@ -62,7 +63,7 @@ class PrefectActions:
 
 async def run_simulation(definition: Path, scenario_path: Path | None, out_dir: Path, db_url: str,
                          year: int | None = None) -> Result:
-    plan = load_plan(definition, year)
+    plan = cached_plan(definition, year)  # the plan the engine runs on (engine_for): loaded once
     scenario = load_scenario(scenario_path or default_scenario(plan), plan)
     key = f"{plan.id}/{plan.definition.year}/simulation-{scenario.digest}"
     ref = RunRef(definition=str(plan.path), db_url=db_url, root_key=key, outbox_dir=str(out_dir / "outbox"))

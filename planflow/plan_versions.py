@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from planflow import audit
 from planflow import store as s
 from planflow.loader import Plan, load_plan
-from planflow.plan_cache import cached_plan
+from planflow.plan_cache import cached_plan, long_lived
 from planflow.plan_years import year_of_key
 
 __all__ = ["Behind", "MigrationError", "behind", "keep", "migrate", "plan_for", "started_version", "years"]
@@ -107,7 +107,7 @@ def plan_for(db, key: str, path: str | Path, year: int | None = None) -> Plan:
         files = conn.scalar(select(s.plan_versions.c.files).where(s.plan_versions.c.digest == digest))
     if not files:  # started before versions were kept: the file is all there is
         return current
-    return load_plan(_written_out(digest, files), current.year)
+    return long_lived(load_plan(_written_out(digest, files), current.year))
 
 
 def years(db, plan_id: str, running: bool = False) -> list[int]:

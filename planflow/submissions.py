@@ -266,9 +266,10 @@ def _claim(conn, accepted: list[_Accepted]) -> list[_Accepted]:
 
 def _record(conn, plan, won: list[_Accepted], as_of) -> None:
     """The submissions, the answers a task keeps in its instance (``output``), the audit
-    rows; then the tasks every unit has answered complete."""
-    bulk_rows.insert_rows(conn, s.submissions, _SUBMISSION_COLUMNS, map(_SUBMISSION_VALUES, (a.row for a in won)),
-                          ignore=True)
+    rows; then the tasks every unit has answered complete. Each item of ``won`` was claimed open ->
+    submitted in this transaction, and an open item has no submission (only a claim writes one): no
+    row can be refused, so they go as plain rows (PostgreSQL: ``COPY``)."""
+    bulk_rows.insert_rows(conn, s.submissions, _SUBMISSION_COLUMNS, map(_SUBMISSION_VALUES, (a.row for a in won)))
     _keep_outputs(conn, won, new_round=True)
     details: dict[tuple, dict] = {}  # submissions at one moment share their audit detail (encoded once)
     audit.record_all(conn, [audit.entry(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import shutil
+import weakref
 from pathlib import Path
 
 import pytest
 
 from planflow import DefinitionError
-from planflow.plan_cache import cached_plan
+from planflow.plan_cache import cached_plan, long_lived
 from tests.conftest import PLAN, REPO
 
 
@@ -70,3 +72,47 @@ def test_a_plan_of_every_year_is_kept_per_year(tmp_path):
     assert cached_plan(path, this_year()) is now
     other = cached_plan(path, 2023)
     assert other.year == 2023 and other is not now and cached_plan(path, 2023) is other
+
+
+class _Node:
+    """A cycle's member: only the cyclic collector can free it."""
+
+    def __init__(self):
+        self.me = self
+
+
+@pytest.fixture()
+def unfrozen():
+    yield
+    gc.unfreeze()  # the other tests' objects back in the collector's reach
+
+
+def _tracked(obj) -> bool:
+    return any(o is obj for o in gc.get_objects())
+
+
+def test_a_kept_plan_is_out_of_the_collectors_walk(plan_copy, unfrozen):
+    plan = cached_plan(plan_copy)
+    assert gc.get_freeze_count() > 0
+    # the plan's objects are no longer walked by each full collection (they are frozen)
+    assert not _tracked(plan.registry) and not _tracked(plan.definition)
+    gc.unfreeze()
+    assert _tracked(plan.registry)
+
+
+def test_what_died_in_cycles_before_a_load_is_collected_not_kept(plan_copy, unfrozen):
+    waiting, alive = _Node(), _Node()
+    dead_before = weakref.ref(waiting)
+    del waiting  # a dead cycle not collected yet: a freeze alone would keep it for good
+    first = cached_plan(plan_copy)
+    assert dead_before() is None
+    assert not _tracked(alive)  # alive at that load: frozen with the plan
+    dead_since = weakref.ref(alive)
+    del alive  # died since, in a cycle: the next plan loaded (here: the plan edited) frees it
+    assert dead_since() is not None
+    _edit(plan_copy.parent / "registries" / "hai-duong-2022.yaml",
+          "    name: Tỉnh ủy Hải Dương\n", "    name: Tỉnh ủy tỉnh Hải Dương\n")
+    second = cached_plan(plan_copy)
+    assert second is not first and dead_since() is None
+    assert not _tracked(second.registry)
+    assert long_lived(first) is first  # the helper gives back the plan it kept
