@@ -41,7 +41,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PG_ADMIN, REPO, _pg_available
+from tests.conftest import PG_ADMIN, PLAN, REPO, _pg_available
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = REPO / "test-output" / "browser"
@@ -364,6 +364,7 @@ def _year_runs_on_the_api(served, tmp_path) -> dict:
     assert _query(store, "select key, status, replay from instances where parent_id is null") == [(KEY, "running", 1)]
     assert len(box.envelopes) == 275
     _commune_reports_through_its_link(served, tmp_path)
+    _a_burst_of_submissions_starts_one_run(served)
 
     box.refuse.add(BINH_GIANG)  # the district's mailbox is full: every letter to it is refused
     _replay_clock(served, "2022-12-12", "08:00")
@@ -506,6 +507,30 @@ def _commune_reports_through_its_link(served, tmp_path: Path) -> None:
     digest = hashlib.sha256(pdf.read_bytes()).hexdigest()
     receipts = [text for subject, text in _letters_to(served, COMMUNE_MAIL) if f"số tiếp nhận {number}" in subject]
     assert len(receipts) == 1 and digest in receipts[0] and digest in receipt, _tail(served["log"])
+
+
+def _a_burst_of_submissions_starts_one_run(served) -> None:
+    """Many units report within PLANFLOW_ADVANCE_AFTER (5 s here) of each other, as a morning's
+    portal traffic does: their events start one advance run, which moves on them all."""
+    server = served["server"]
+    advances = len(server.flow_runs("advance"))
+    burst = ("import datetime as dt, sys\n"
+             "from planflow import load_plan\n"
+             "from planflow.flows.events import emit_submitted\n"
+             "plan = load_plan(sys.argv[1])\n"
+             "communes = [u.code for u in plan.registry.group('communes')][1:13]\n"
+             "first = dt.datetime.now(dt.timezone.utc)\n"
+             "for code in communes:  # twelve units' submitted events, one after the other\n"
+             "    emit_submitted(plan, sys.argv[2], code, 'commune_report', dt.datetime.now(dt.timezone.utc), code)\n"
+             "print((dt.datetime.now(dt.timezone.utc) - first).total_seconds())\n")
+    done = subprocess.run([sys.executable, "-c", burst, str(PLAN), KEY], env=served["env"], cwd=REPO, check=True,
+                          timeout=60, capture_output=True, text=True)
+    assert float(done.stdout.split()[-1]) < 2, "the burst was not a burst: the test cannot tell"
+    run = server.wait_for("the burst's advance run",
+                          lambda: len(server.flow_runs("advance")) > advances and server.flow_runs("advance")[-1], 60)
+    # scheduled 5 s after the first event, so by its end the window of every event has passed
+    assert server.wait_run(run["id"], 90)["state"]["type"] == "COMPLETED"
+    assert len(server.flow_runs("advance")) == advances + 1, [r["name"] for r in server.flow_runs("advance")]
 
 
 def _typo_is_impossible(served) -> None:
