@@ -16,7 +16,6 @@ one SMTP connection (and one login) for the whole batch.
 
 from __future__ import annotations
 
-import email.policy
 import errno
 import hashlib
 import logging

@@ -500,7 +500,7 @@ def _commune_reports_through_its_link(served, tmp_path: Path) -> None:
     assert dt.timedelta(seconds=4) <= gathered <= dt.timedelta(seconds=6), run
     assert server.wait_run(run["id"], 90)["state"]["type"] == "COMPLETED"
     progress = server.post("/artifacts/filter", {"artifacts": {"key": {"any_": [
-        f"hai-duong-dan-van-2022-2022-progress-communes"]}}, "sort": "CREATED_DESC", "limit": 1})
+        "hai-duong-dan-van-2022-2022-progress-communes"]}}, "sort": "CREATED_DESC", "limit": 1})
     assert progress and progress[0]["description"].startswith("UBND cấp xã: 1/235 đơn vị đã báo cáo"), progress
     # the advance run delivered the receipt letter: the number and the file's SHA-256 the page showed
     number = re.search(r"Số tiếp nhận:\s*(\S+)", receipt).group(1)

@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import subprocess
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest

@@ -318,7 +318,7 @@ def test_rows_left_sending_are_taken_over_after_the_lease_or_when_the_claimant_d
     lapsed, live, gone = [r.id for r in _rows(db_url)[:3]]
     _set(db_url, lapsed, status="sending", attempts=1, claimed_at=now - dt.timedelta(minutes=11),
          claimed_by="another-host:4242:abcd")
-    _set(db_url, live, status="sending", attempts=1, claimed_at=now, claimed_by=f"another-host:4242:beef")
+    _set(db_url, live, status="sending", attempts=1, claimed_at=now, claimed_by="another-host:4242:beef")
     _set(db_url, gone, status="sending", attempts=1, claimed_at=now,
          claimed_by=f"{socket.gethostname()}:{dead.pid}:cafe")
     incidents = instances_status(db_url)[0]["incidents"]

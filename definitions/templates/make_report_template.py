@@ -163,18 +163,18 @@ def section_heading(doc, text: str) -> None:
 def summary_tables(doc) -> None:
     section_heading(doc, "I. TÌNH HÌNH BÁO CÁO")
     cols = [("Cấp", 4.0), ("Phải báo cáo", 2.5), ("Đúng hạn", 2.5), ("Quá hạn", 2.5), ("Không báo cáo", 2.8)]
-    table = grid(doc, cols, [["{%tr for t in reporting %}"] + [""] * 4,
-                             ["{{ t.title }}", "{{ t.expected }}", "{{ t.on_time }}", "{{ t.late }}",
-                              "{{ t.missing }}"],
-                             ["{%tr endfor %}"] + [""] * 4], left=0)
+    grid(doc, cols, [["{%tr for t in reporting %}"] + [""] * 4,
+                         ["{{ t.title }}", "{{ t.expected }}", "{{ t.on_time }}", "{{ t.late }}",
+                          "{{ t.missing }}"],
+                         ["{%tr endfor %}"] + [""] * 4], left=0)
     para(doc, "{{ reporting_note }}", 14, align=JUSTIFY, indent=True, before=6, after=6)
     section_heading(doc, "II. KẾT QUẢ XẾP LOẠI")
     cols = [("Xếp loại", 4.6), ("Sở, ban, ngành", 2.9), ("UBND cấp huyện", 2.9), ("UBND cấp xã", 2.9),
             ("Tổng số", 2.2)]
-    table = grid(doc, cols, [["{%tr for c in classes %}"] + [""] * 4,
-                             ["{{ c.label }}", "{{ c.department }}", "{{ c.district }}", "{{ c.commune }}",
-                              "{{ c.total }}"],
-                             ["{%tr endfor %}"] + [""] * 4], left=0)
+    grid(doc, cols, [["{%tr for c in classes %}"] + [""] * 4,
+                         ["{{ c.label }}", "{{ c.department }}", "{{ c.district }}", "{{ c.commune }}",
+                          "{{ c.total }}"],
+                         ["{%tr endfor %}"] + [""] * 4], left=0)
     para(doc, "{{ average_note }}", 14, align=JUSTIFY, indent=True, before=6, after=6)
 
 
