@@ -25,7 +25,7 @@ from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from planflow import load_plan
+from planflow.plan_cache import cached_plan
 from planflow.expressions import review_decision, units_that_report
 from planflow.flows.instance import OperatorError, definition_path
 from planflow.notifications.vn_format import vn_number
@@ -104,7 +104,7 @@ def score_sheet_of(plan) -> type[BaseModel]:
 
 @lru_cache(maxsize=4)
 def _choices(path: str) -> Choices:
-    plan = load_plan(path)
+    plan = cached_plan(path)  # the plan the run's engine has (engine_for): loaded once a process
     units = {unit_label(plan.registry, u.code): u.code for u in reporting_units(plan)}
     any_units = {**units, **{unit_label(plan.registry, u.code): u.code for u in plan.registry.units
                              if u.code not in units.values()}}

@@ -25,7 +25,7 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from planflow import load_plan
+from planflow.plan_cache import cached_plan
 from planflow.outbox import env_number
 from planflow.flows import operations as ops
 from planflow.flows.events import PLAN_LABEL
@@ -83,7 +83,7 @@ async def deployments(definition: str, db_url: str | None = None) -> dict[str, o
     from prefect.deployments.runner import EntrypointType
     from prefect.schedules import Cron
 
-    plan = load_plan(definition)
+    plan = cached_plan(definition)  # plan_flows' forms are built from the same load
     flows = plan_flows(definition)
     start = plan.definition.main.start
     tz = (start.timer and start.timer.timezone) or plan.definition.timezone
@@ -232,7 +232,7 @@ async def deployment_ids(definition: str) -> dict[str, object]:
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
-    plan_id = load_plan(definition).id
+    plan_id = cached_plan(definition).id
     ids, missing = {}, []
     async with get_client() as client:
         for role, flow in plan_flows(definition).items():
@@ -251,7 +251,7 @@ async def register_automations() -> list[str]:
     ``PLANFLOW_DEFINITION`` names (a definition or a folder; default the shipped plan)."""
     names = []
     for path in plan_files(configured_path()):
-        names += await ensure_automations(load_plan(path).id, await deployment_ids(str(path)))
+        names += await ensure_automations(cached_plan(path).id, await deployment_ids(str(path)))
     return names
 
 
