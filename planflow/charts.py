@@ -163,8 +163,8 @@ def classes_svg(tiers: list[Tier], as_of: dt.date) -> str:
         draw.x_axis(svg, p, [(v, str(v)) for v in draw.value_ticks(top, 6)])
         draw.y_axis(svg, p, [(row, name if i == 0 else "") for row, name in zip(rows, names)], grid=False)
         for row, n, color in zip(rows, counts, colors):
-            draw.el(svg, "rect", x=p.px(0), y=p.py(row + 0.4), width=max(p.px(n) - p.px(0), 0), height=p.py(row - 0.4) - p.py(row + 0.4),
-                    fill=color, stroke="#444444", stroke_width=0.5)
+            draw.el(svg, "rect", x=p.px(0), y=p.py(row + 0.4), width=max(p.px(n) - p.px(0), 0),
+                    height=p.py(row - 0.4) - p.py(row + 0.4), fill=color, stroke=draw.FRAME, stroke_width=0.5)
             draw.el(svg, "text", str(n), x=p.px(n + top / 1.2 * 0.02), y=p.py(row) + draw.TICK * 0.35,
                     font_size=draw.TICK, fill=draw.INK)
         draw.frame(svg, p, f"{tier.name} ({tier.asked} đơn vị)")
