@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from planflow import Engine, load_scenario, store
 from planflow.aggregation import GROUP_NAMES, group_of
+from planflow.chart_svg import day_ticks, value_ticks
 from planflow.charts import (
     FILES,
     NOT_REPORTED,
@@ -116,6 +117,24 @@ def test_the_charts_as_png_files(year):
         image = Image.open(path)
         assert image.format == "PNG" and image.width == 1000 and 250 <= image.height <= 450
         assert len(image.convert("RGB").getcolors(maxcolors=1_000_000)) > 20  # something is drawn, in colour
+
+
+@pytest.mark.parametrize("days", [3, 12, 40, 120, 400])
+def test_the_time_axis_marks_a_few_days_within_the_chart(days):
+    start = dt.date(2022, 11, 20)
+    end = start + dt.timedelta(days=days)
+    ticks = day_ticks(start, end)
+    assert 2 <= len(ticks) <= 5, ticks  # readable: never crowded, never empty
+    assert all(start <= d <= end for d in ticks) and ticks == sorted(set(ticks))
+
+
+@pytest.mark.parametrize("top", [1.2, 13.4, 20.2, 263.2, 12_000.0])
+def test_the_count_axis_steps_by_round_numbers(top):
+    ticks = value_ticks(top)
+    step = ticks[1] - ticks[0]
+    assert ticks[0] == 0 and ticks == list(range(0, int(top) + 1, step)) and len(ticks) <= 8
+    assert ticks[-1] + step > top  # the last mark is the highest that fits
+    assert str(step).rstrip("0") in {"1", "2", "25", "3", "5"}, step
 
 
 def test_the_counts_drawn_are_the_store_s_and_the_report_s(year):
