@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from planflow import Engine, Submission, connect, load_plan
 from planflow.bpmn.diagram import A4_LANDSCAPE_MM, diagram_svg, svg_to_png
-from planflow.bpmn.diagram_text import text_width
+from planflow.bpmn.diagram_text import font_file, text_width
 from planflow.bpmn.layout import layout
 from planflow.bpmn.plan_state import ACTIVE, DONE, NOT_REACHED, OVERDUE, STALLED, plan_state
 from planflow.flows import cli_diagram  # noqa: F401 - registers `planflow diagram`
@@ -80,6 +80,33 @@ def test_names_are_wrapped_inside_their_boxes():
                 assert size >= 9
                 assert all(text_width(line, size) <= node.box.width - 8 for line in lines), node.id
                 assert len(lines) * size * 1.2 <= node.box.height
+
+
+def _freetype_width(text: str, size: float, bold: bool) -> float:
+    """The unhinted width FreeType lays ``text`` out with: advances plus the pairs' kerning."""
+    from matplotlib.ft2font import FT2Font, Kerning, LoadFlags
+
+    face = FT2Font(str(font_file(bold)))
+    face.set_size(size, 72)
+    width, before = 0.0, None
+    for char in text:
+        index = face.get_char_index(ord(char))
+        width += face.load_char(ord(char), flags=LoadFlags.NO_HINTING).linearHoriAdvance / 65536
+        if before is not None:
+            width += face.get_kerning(before, index, Kerning.UNFITTED) / 64
+        before = index
+    return width
+
+
+def test_text_is_measured_as_freetype_lays_it_out():
+    """The widths that decide where a name wraps are the font's own, read from its tables: the
+    same as FreeType's for every name of the plan (Vietnamese diacritics, kerned pairs)."""
+    plan = load_plan(PLAN)
+    names = {e.name for p in [plan.definition.main, *plan.definition.subprocesses] for e in p.elements if e.name}
+    names |= {u.name for u in plan.registry.units} | {"AV To Wa Yo", "Tự đánh giá, chấm điểm: ở ự ỉ ữ Ặ"}
+    for name in sorted(names):
+        for bold in (False, True):
+            assert text_width(name, 64, bold) == pytest.approx(_freetype_width(name, 64, bold), abs=1e-6), name
 
 
 def test_the_png_is_sharp_across_a4_landscape(tmp_path):
