@@ -3,8 +3,27 @@
 from __future__ import annotations
 
 import functools
+import pickle
 
 import jinja2
+
+
+class KeptTemplates(jinja2.FileSystemBytecodeCache):
+    """Jinja's ``FileSystemBytecodeCache``, but a help only: a cache file that cannot be read
+    (damaged) or written (disk full, folder gone) means compiling again, never a letter that
+    cannot be rendered."""
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except (OSError, EOFError, ValueError, pickle.UnpicklingError):
+            bucket.reset()
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().dump_bytecode(bucket)
+        except OSError:
+            pass  # compiled again by the next process
 
 
 @functools.lru_cache(maxsize=4)
@@ -17,6 +36,6 @@ def compiled_templates(environment: str) -> jinja2.BytecodeCache | None:
     names the Jinja environment (its options shape the code), kept apart in the file names. None
     when no such folder can be had: then each process compiles, as before."""
     try:
-        return jinja2.FileSystemBytecodeCache(pattern=f"__planflow-{environment}-%s.cache")
+        return KeptTemplates(pattern=f"__planflow-{environment}-%s.cache")
     except (RuntimeError, OSError):
         return None

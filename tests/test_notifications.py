@@ -15,7 +15,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from tests.smtp import Mailbox, free_port
-from planflow.notifications.template_cache import compiled_templates
+from planflow.notifications.template_cache import KeptTemplates, compiled_templates
 from planflow.notifications import (
     KINDS,
     SAMPLE_CONTEXTS,
@@ -268,6 +268,25 @@ def test_templates_compiled_by_another_process_are_reused_and_an_edit_is_seen(tm
     template.write_text("Đề nghị báo cáo: {{ unit.name }}\n", encoding="utf-8")
     edited = subprocess.run(run, capture_output=True, text=True, check=True).stdout
     assert edited.strip() == "Đề nghị báo cáo: UBND huyện Thanh Miện"
+
+
+def test_a_cache_that_cannot_be_written_or_read_never_stops_a_letter(tmp_path):
+    """A full disk or a damaged cache file costs a compile, not the letter."""
+    import jinja2
+    from jinja2.bccache import bc_magic
+
+    (tmp_path / "t.j2").write_text("Kính gửi: {{ name }}", encoding="utf-8")
+    gone = KeptTemplates(str(tmp_path / "no-such-folder"))  # every write fails
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(tmp_path)), bytecode_cache=gone)
+    assert env.get_template("t.j2").render(name="Sở Tư pháp") == "Kính gửi: Sở Tư pháp"
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    kept = KeptTemplates(str(cache))
+    jinja2.Environment(loader=jinja2.FileSystemLoader(str(tmp_path)), bytecode_cache=kept).get_template("t.j2")
+    [entry] = cache.iterdir()
+    entry.write_bytes(entry.read_bytes()[:len(bc_magic) + 3])  # damaged: cut inside its checksum
+    again = jinja2.Environment(loader=jinja2.FileSystemLoader(str(tmp_path)), bytecode_cache=kept)
+    assert again.get_template("t.j2").render(name="UBND xã An Lâm") == "Kính gửi: UBND xã An Lâm"
 
 
 # --- e-mail --------------------------------------------------------------------------
