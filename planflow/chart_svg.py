@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from planflow.bpmn.diagram_text import FONT_FAMILY, text_width
-from planflow.bpmn.svg_draw import INK, SVG_NS, el, num
+from planflow.bpmn.diagram_text import FONT_FAMILY, LEADING, text_width
+from planflow.bpmn.svg_draw import INK, SVG_NS, el, num, text_lines
 
 WIDTH, HEIGHT = 1000, 340  # px: the width of the Prefect UI's artifact panel
 TITLE, LABEL, TICK = 15.0, 14.0, 12.5  # px: the chart's title, a panel's title and axis label, ticks
@@ -120,11 +120,8 @@ def y_axis(svg, p: Panel, ticks: list[tuple[float, str]], grid: bool = True) -> 
         if grid:
             el(svg, "line", x1=p.x, y1=y, x2=p.x + p.w, y2=y, stroke=GRID, stroke_width=0.8)
         el(svg, "line", x1=p.x - 4, y1=y, x2=p.x, y2=y, stroke=FRAME, stroke_width=0.8)
-        lines = label.split("\n")
-        text = el(svg, "text", x=p.x - 7, y=y + TICK * 0.35 - (len(lines) - 1) * TICK * 0.6, font_size=TICK,
-                  text_anchor="end", fill=INK)
-        for i, line in enumerate(lines):
-            el(text, "tspan", line, x=p.x - 7, dy=0 if i == 0 else TICK * 1.2)
+        lines = label.split("\n")  # centred on the tick
+        text_lines(svg, lines, p.x - 7, y - len(lines) * TICK * LEADING / 2, TICK, anchor="end")
 
 
 def legend(svg, items: list[tuple[dict, str]], y: float) -> None:

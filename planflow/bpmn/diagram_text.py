@@ -2,8 +2,9 @@
 
 DejaVu Sans has every Vietnamese diacritic (Liberation Sans, Arial's metric twin on Debian,
 lacks ở, ự, ỉ…) and ships with matplotlib; its advances and kerning are read here from the
-font's own tables (fontTools), so a line is wrapped where it really ends. The SVG names it first; a viewer without it falls back
-to Verdana or Arial, no wider, so the wrapped lines still fit.
+font's own tables (fontTools), so a line is wrapped where it really ends. The SVG names it
+first; a viewer without it falls back to Verdana or Arial, no wider, so the wrapped lines
+still fit.
 """
 
 from __future__ import annotations
@@ -25,10 +26,9 @@ REFERENCE = 64.0  # px: every width is measured once at this size, unhinted, and
 class _Face:
     """The metrics of one face at ``REFERENCE`` px: a character's glyph, its advance, a pair's kerning."""
 
-    glyphs: dict[int, str]  # code point -> glyph name (the font's best cmap)
+    glyphs: dict[int, str]  # code point -> glyph name (the font's best cmap); a character it lacks: .notdef
     advances: dict[str, float]  # glyph name -> advance in px
     kerning: dict[tuple[str, str], float]  # (left, right) glyph names -> px
-    missing: float  # the advance of .notdef, for a character the font lacks
 
 
 def font_file(bold: bool = False) -> Path:
@@ -54,7 +54,7 @@ def _face(bold: bool) -> _Face:
     if "kern" in font:
         for table in font["kern"].kernTables:
             kerning.update({pair: value * scale for pair, value in getattr(table, "kernTable", {}).items()})
-    return _Face(font.getBestCmap(), advances, kerning, advances.get(".notdef", 0.0))
+    return _Face(font.getBestCmap(), advances, kerning)
 
 
 @lru_cache(maxsize=8192)
@@ -62,10 +62,8 @@ def _reference_width(text: str, bold: bool) -> float:
     face = _face(bold)
     width, before = 0.0, None
     for char in text:
-        glyph = face.glyphs.get(ord(char))
-        width += face.advances.get(glyph, face.missing) if glyph else face.missing
-        if before is not None and glyph is not None:
-            width += face.kerning.get((before, glyph), 0.0)
+        glyph = face.glyphs.get(ord(char), ".notdef")
+        width += face.advances[glyph] + face.kerning.get((before, glyph), 0.0)
         before = glyph
     return width
 
