@@ -283,7 +283,6 @@ def engine_only(tmp: Path, plans, scenarios, sweeps: int) -> tuple[float, dict]:
 
 def run(args) -> dict:
     from planflow import load_plan, load_scenario
-    from planflow.flows.serve import advance_after as serve_advance_after
 
     out: dict = {"year": YEAR, "workers": args.workers, "worker_limit": args.worker_limit, "sweeps": args.sweeps,
                  "pdf": not args.no_pdf}
@@ -298,7 +297,9 @@ def run(args) -> dict:
             os.environ["PLANFLOW_SOFFICE"] = str(tmp / "no-libreoffice")
         with Cluster(tmp, tmp / "definitions", args.db, args.workers, args.worker_limit) as cluster:
             out["store"] = cluster.store_url.split("://")[0]
-            out["advance_after_s"] = serve_advance_after().total_seconds()  # as the automation was registered
+            from planflow.flows.serve import advance_after  # once the cluster's environment is set
+
+            out["advance_after_s"] = advance_after().total_seconds()  # as the automation is registered
             prefect = asyncio.run(through_prefect(cluster, gen, plans, scenarios, args))
             cluster.sample_memory()
             out["cpu_s"] = cluster.cpu_s()  # a worker's: its own and its finished flow runs'
