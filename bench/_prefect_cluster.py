@@ -102,9 +102,6 @@ class Cluster:
                     # runs send heartbeats, so that a run whose worker is lost is set Crashed
                     # (planflow.flows.serve.lost_run_automation)
                     "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
-                    # the bench emits one planflow.unit.submitted per plan round, not one per unit:
-                    # no burst to gather, so the advance run starts at once (the default gathers 60 s)
-                    "PLANFLOW_ADVANCE_AFTER": os.environ.get("PLANFLOW_ADVANCE_AFTER", "0"),
                     "PLANFLOW_DEFINITION": str(definitions), "PLANFLOW_OUTBOX_DIR": str(self.outbox)}
         self.env.pop("PREFECT_PROFILE", None)
         self.procs: dict[str, subprocess.Popen] = {}

@@ -64,6 +64,8 @@ from _fingerprint import compare, delivery, fingerprint  # noqa: E402
 from _prefect_cluster import POOL, REPO, Cluster  # noqa: E402
 from _prefect_runs import Chaos, Runs  # noqa: E402
 
+from planflow.outbox import env_number  # noqa: E402
+
 YEAR = 2026
 ACTOR, REASON = "so-noi-vu:bench", "Chạy thử cả nước (bench/national_prefect.py)"
 
@@ -326,6 +328,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.kill_worker and args.workers < 2:
         ap.error("--kill-worker needs --workers 2 or more: the other worker carries on")
+    # one planflow.unit.submitted per plan round, not one per unit: no burst to gather, so the
+    # advance run starts at once unless PLANFLOW_ADVANCE_AFTER says otherwise (checked here, as
+    # `planflow serve` checks it, before anything starts)
+    os.environ.setdefault("PLANFLOW_ADVANCE_AFTER", "0")
+    try:
+        env_number("PLANFLOW_ADVANCE_AFTER", 0, 0)
+    except ValueError as exc:
+        ap.error(str(exc))
     # stopped (timeout, Ctrl-C): the server, the workers and the databases are removed all the same
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("national_prefect: stopped (SIGTERM)"))
     print(json.dumps(run(args), ensure_ascii=False, default=str), flush=True)
